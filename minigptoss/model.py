@@ -1,0 +1,122 @@
+"""The gpt-oss forward pass, composed from the pieces, every intermediate named for the inspector.
+
+    x = E[tokens]                                     embed               (T, H)
+    for each block n:
+        x = x + Attention_n(RMSNorm(x))               blocks.n.resid_mid  (T, H)
+        x = x + MoE_n(RMSNorm(x))                     blocks.n.resid_post (T, H)
+    logits = RMSNorm(x) W_unembed^T                   logits              (T, V)
+
+Recorded names, for block n (shapes for T tokens, nq query heads, nkv key/value heads, head size d, k experts):
+    tokens (T,)  positions (T,)  rope.inv_freq (d/2,)  rope.cos / rope.sin (T, d/2)  embed (T, H)
+    blocks.n.resid_pre (T, H)
+    blocks.n.attn.normed (T, H)  .qkv (T, (nq+2nkv)d)  .q (T, nq, d)  .k / .v (T, nkv, d)  (before RoPE)
+    blocks.n.attn.q_rot (T, nq, d)  .k_rot (T, nkv, d)  .mask (T, Tk) bool  .scores (nq, T, Tk)
+    blocks.n.attn.probs (nq, T, Tk)  .sink_mass (nq, T)  .z (T, nq d)  .out (T, H)
+    blocks.n.resid_mid (T, H)
+    blocks.n.moe.normed (T, H)  .router.logits (T, E)  .router.expert_ids (T, k)  .router.weights (T, k)
+    blocks.n.moe.mlp1 (T, k, 2I)  .swiglu (T, k, I)  .expert_out (T, k, H)  .out (T, H)
+    blocks.n.resid_post (T, H)
+    norm (T, H)  logits (T, V)
+
+Names follow the official `gpt_oss/torch/model.py` where it has them (attn, mlp1, mlp2, sinks, norm).
+"""
+
+import numpy as np
+
+from .attention import attend, attention_mask, attention_scores, sink_softmax, split_qkv
+from .config import Config
+from .inspector import record
+from .moe import DenseExperts, MXFP4Experts, combine, grouped_linear
+from .rmsnorm import rms_norm
+from .rope import apply_rope, inverse_frequencies, rope_tables
+from .router import route, router_logits
+from .swiglu import swiglu
+
+
+class Model:
+    """A gpt-oss model: its config and its tensors (original names; see `weights.py`)."""
+
+    def __init__(self, config: Config, weights: dict[str, np.ndarray]):
+        self.config, self.weights = config, weights
+
+    def experts(self, layer: int, which: str) -> DenseExperts:
+        """Expert weights of `block.{layer}.mlp.{which}` (which: mlp1 or mlp2), decoded lazily per expert."""
+        prefix = f"block.{layer}.mlp.{which}"
+        if f"{prefix}_weight.blocks" in self.weights:
+            return MXFP4Experts(self.weights[f"{prefix}_weight.blocks"], self.weights[f"{prefix}_weight.scales"],
+                                self.weights[f"{prefix}_bias"])
+        return DenseExperts(self.weights[f"{prefix}_weight"], self.weights[f"{prefix}_bias"])
+
+    def forward(self, tokens) -> np.ndarray:
+        """Token ids (T,) -> float32 logits (T, vocab_size)."""
+        return forward(self, check_tokens(tokens, self.config.vocab_size))
+
+
+def check_tokens(tokens, vocab_size: int) -> np.ndarray:
+    """A sequence or 1-D array of ids in [0, vocab_size) -> (T,) int64, or one clear error."""
+    ids = np.asarray(tokens)
+    if ids.ndim != 1 or ids.size == 0 or not (np.issubdtype(ids.dtype, np.integer) or ids.dtype == bool):
+        raise ValueError(f"tokens must be a non-empty 1-D sequence of integer ids, got shape {ids.shape} "
+                         f"dtype {ids.dtype}")
+    bad = ids[(ids < 0) | (ids >= vocab_size)]
+    if bad.size:
+        raise ValueError(f"token id {int(bad[0])} is outside the vocabulary [0, {vocab_size})")
+    return ids.astype(np.int64)
+
+
+def attention_block(model: Model, n: int, x: np.ndarray, positions: np.ndarray, rope) -> np.ndarray:
+    """x + Attention(RMSNorm(x)) for block n:  (T, H) -> (T, H)."""
+    c, w, name = model.config, model.weights, f"blocks.{n}.attn"
+    t = rms_norm(x, w[f"block.{n}.attn.norm.scale"])  # (T, H)
+    qkv = t @ w[f"block.{n}.attn.qkv.weight"].T + w[f"block.{n}.attn.qkv.bias"]  # (T, (nq + 2 nkv) d)
+    q, k, v = split_qkv(qkv, c.num_attention_heads, c.num_key_value_heads, c.head_dim)
+    q_rot, k_rot = apply_rope(q, *rope), apply_rope(k, *rope)  # (T, nq, d), (T, nkv, d)
+    mask = attention_mask(positions, positions, c.window(n))  # (T, T)
+    scores = attention_scores(q_rot, k_rot, mask)  # (nq, T, T)
+    probs, sink_mass = sink_softmax(scores, w[f"block.{n}.attn.sinks"])  # (nq, T, T), (nq, T)
+    z = attend(probs, v)  # (T, nq d)
+    out = z @ w[f"block.{n}.attn.out.weight"].T + w[f"block.{n}.attn.out.bias"]  # (T, H)
+    for key, value in dict(normed=t, qkv=qkv, q=q, k=k, v=v, q_rot=q_rot, k_rot=k_rot, mask=mask, scores=scores,
+                           probs=probs, sink_mass=sink_mass, z=z, out=out).items():
+        record(f"{name}.{key}", value)
+    return x + out
+
+
+def moe_block(model: Model, n: int, x: np.ndarray) -> np.ndarray:
+    """x + MoE(RMSNorm(x)) for block n:  (T, H) -> (T, H)."""
+    c, w, name = model.config, model.weights, f"blocks.{n}.moe"
+    t = rms_norm(x, w[f"block.{n}.mlp.norm.scale"])  # (T, H)
+    logits = router_logits(t, w[f"block.{n}.mlp.gate.weight"], w[f"block.{n}.mlp.gate.bias"])  # (T, E)
+    expert_ids, expert_weights = route(logits, c.experts_per_token)  # (T, k), (T, k)
+    t_per_slot = np.broadcast_to(t[:, None, :], (*expert_ids.shape, t.shape[-1]))  # (T, k, H)
+    mlp1 = grouped_linear(t_per_slot, expert_ids, model.experts(n, "mlp1"))  # (T, k, 2I)
+    activation = swiglu(mlp1, c.swiglu_limit)  # (T, k, I)
+    expert_out = grouped_linear(activation, expert_ids, model.experts(n, "mlp2"))  # (T, k, H)
+    out = combine(expert_out, expert_weights)  # (T, H)
+    for key, value in {"normed": t, "router.logits": logits, "router.expert_ids": expert_ids,
+                       "router.weights": expert_weights, "mlp1": mlp1, "swiglu": activation,
+                       "expert_out": expert_out, "out": out}.items():
+        record(f"{name}.{key}", value)
+    return x + out
+
+
+def forward(model: Model, tokens: np.ndarray) -> np.ndarray:
+    """Token ids (T,) -> logits (T, V): embed, the blocks, the final norm, the unembedding."""
+    c, w = model.config, model.weights
+    positions = np.arange(len(tokens))  # (T,)
+    rope = rope_tables(c, positions)  # cos, sin: (T, d/2) each
+    x = w["embedding.weight"][tokens].astype(np.float32)  # (T, H)
+    for key, value in dict(tokens=tokens, positions=positions, embed=x).items():
+        record(key, value)
+    record("rope.inv_freq", inverse_frequencies(c))
+    record("rope.cos", rope[0]), record("rope.sin", rope[1])
+    for n in range(c.num_hidden_layers):
+        record(f"blocks.{n}.resid_pre", x)
+        x = attention_block(model, n, x, positions, rope)  # (T, H)
+        record(f"blocks.{n}.resid_mid", x)
+        x = moe_block(model, n, x)  # (T, H)
+        record(f"blocks.{n}.resid_post", x)
+    x = rms_norm(x, w["norm.scale"])  # (T, H)
+    logits = (x @ w["unembedding.weight"].T).astype(np.float32)  # (T, V)
+    record("norm", x), record("logits", logits)
+    return logits

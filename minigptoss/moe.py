@@ -1,0 +1,76 @@
+"""The mixture of experts: each token runs only the k experts its router chose, weighted by the router.
+
+    h_tk = W1[e] t_t + b1[e]          e = expert_ids[t, k]          (T, k, 2I)   first projection
+    u_tk = swiglu(h_tk)                                              (T, k, I)    see swiglu.py
+    y_tk = W2[e] u_tk + b2[e]                                        (T, k, H)    bias before the weighting
+    MoE(t) = sum_k expert_weights[t, k] y_tk                         (T, H)
+
+Experts are run grouped: the (token, slot) pairs that chose expert e are gathered into one matrix, so e's
+weights are decoded once per call and multiplied with all its tokens at once. The result equals computing
+every expert densely and masking, in far less work. Expert weights live in MXFP4 (`MXFP4Experts`) or, for
+already-dequantized checkpoints, as float32 (`DenseExperts`); both offer `apply(e, x) = x W[e]^T + b[e]`.
+"""
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .mxfp4 import decode_mxfp4
+
+
+class DenseExperts:
+    """Expert matrices already in float32: weight (E, out, in), bias (E, out)."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray):
+        self.weight, self.bias = weight, bias
+
+    def matrix(self, e: int) -> np.ndarray:
+        """W[e]: (out, in) float32."""
+        return np.asarray(self.weight[e], dtype=np.float32)
+
+    def apply(self, e: int, x: np.ndarray) -> np.ndarray:
+        """x W[e]^T + b[e]:  (N, in) -> (N, out)."""
+        return x @ self.matrix(e).T + self.bias[e]
+
+
+class MXFP4Experts(DenseExperts):
+    """Expert matrices packed as MXFP4: blocks (E, out, in/32, 16) uint8, scales (E, out, in/32) uint8, bias (E, out).
+
+    Only the experts asked for are decoded, one at a time.
+    """
+
+    def __init__(self, blocks: np.ndarray, scales: np.ndarray, bias: np.ndarray):
+        self.blocks, self.scales, self.bias = blocks, scales, bias
+
+    def matrix(self, e: int) -> np.ndarray:
+        """W[e] decoded: (out, in/32, 16) + (out, in/32) -> (out, in) float32."""
+        return decode_mxfp4(self.blocks[e], self.scales[e])
+
+
+def expert_groups(expert_ids: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """For each expert chosen at least once: (e, rows), rows = flat indices t * k + slot that chose e."""
+    flat_ids = expert_ids.reshape(-1)  # (T k,)
+    order = np.argsort(flat_ids, kind="stable")  # (T k,) rows sorted by expert
+    experts, starts = np.unique(flat_ids[order], return_index=True)
+    for e, rows in zip(experts, np.split(order, starts[1:])):
+        yield int(e), rows
+
+
+def expert_load(expert_ids: np.ndarray, num_experts: int) -> np.ndarray:
+    """How many (token, slot) pairs each expert received: (T, k) -> (E,) ints."""
+    return np.bincount(expert_ids.reshape(-1), minlength=num_experts)
+
+
+def grouped_linear(x: np.ndarray, expert_ids: np.ndarray, experts: DenseExperts) -> np.ndarray:
+    """y_tk = W[e] x_tk + b[e] with e = expert_ids[t, k], one product per expert:  (T, k, in) -> (T, k, out)."""
+    T, k = expert_ids.shape
+    rows_in = x.reshape(T * k, x.shape[-1])  # (T k, in)
+    out = np.empty((T * k, experts.bias.shape[-1]), dtype=np.float32)  # (T k, out)
+    for e, rows in expert_groups(expert_ids):
+        out[rows] = experts.apply(e, rows_in[rows])  # (rows, out)
+    return out.reshape(T, k, -1)  # (T, k, out)
+
+
+def combine(expert_out: np.ndarray, expert_weights: np.ndarray) -> np.ndarray:
+    """MoE(t) = sum_k expert_weights[t, k] y_tk:  (T, k, H), (T, k) -> (T, H)."""
+    return np.einsum("tkh,tk->th", expert_out, expert_weights).astype(np.float32)
