@@ -103,6 +103,9 @@ def write_safetensors(path, tensors: dict[str, tuple[str, np.ndarray]]) -> None:
         f.write(header_bytes)
         for dtype, array in tensors.values():
             f.write(np.ascontiguousarray(array, dtype=DTYPES[dtype]).tobytes())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(f.name, 0o666 & ~umask)  # a temporary file is created 0600; give the usual permissions
     os.replace(f.name, path)
 
 
