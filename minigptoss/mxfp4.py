@@ -35,7 +35,7 @@ def unpack_nibbles(blocks: np.ndarray) -> np.ndarray:
 
 def scale_values(scales: np.ndarray) -> np.ndarray:
     """(..., G) uint8 E8M0 exponents -> (..., G) float32 scales 2^(e - 127); e = 255 gives NaN."""
-    exponents = scales.astype(np.int32) - SCALE_BIAS
+    exponents = np.minimum(scales, NAN_SCALE - 1).astype(np.int32) - SCALE_BIAS  # 255 is replaced just below
     values = np.ldexp(np.float32(1.0), exponents).astype(np.float32)  # exact: powers of two, 2^-127..2^127
     return np.where(scales == NAN_SCALE, np.float32(np.nan), values)
 
@@ -46,7 +46,8 @@ def decode_mxfp4(blocks: np.ndarray, scales: np.ndarray) -> np.ndarray:
         raise ValueError(f"MXFP4 blocks of shape {blocks.shape} do not match scales of shape {scales.shape} "
                          f"(expected blocks (..., G, 16) and scales (..., G))")
     values = FP4_VALUES[unpack_nibbles(blocks)]  # (..., G, 32)
-    weights = values * scale_values(scales)[..., None]  # (..., G, 32)
+    with np.errstate(over="ignore"):  # 4 * 2^127 and up exceed float32 and become inf, as in bf16
+        weights = values * scale_values(scales)[..., None]  # (..., G, 32)
     return weights.reshape(*scales.shape[:-1], scales.shape[-1] * BLOCK_SIZE)  # (..., G * 32)
 
 
