@@ -11,6 +11,7 @@ Recorded names, for block n (shapes for T tokens, nq query heads, nkv key/value 
     blocks.n.resid_pre (T, H)
     blocks.n.attn.normed (T, H)  .qkv (T, (nq+2nkv)d)  .q (T, nq, d)  .k / .v (T, nkv, d)  (before RoPE)
     blocks.n.attn.q_rot (T, nq, d)  .k_rot (T, nkv, d)  .mask (T, Tk) bool  .scores (nq, T, Tk)
+                     (Tk = T, or with a KV cache the cached keys plus the T new ones)
     blocks.n.attn.probs (nq, T, Tk)  .sink_mass (nq, T)  .z (T, nq d)  .out (T, H)
     blocks.n.resid_mid (T, H)
     blocks.n.moe.normed (T, H)  .router.logits (T, E)  .router.expert_ids (T, k)  .router.weights (T, k)
@@ -26,6 +27,7 @@ import numpy as np
 from .attention import attend, attention_mask, attention_scores, sink_softmax, split_qkv
 from .config import Config
 from .inspector import record
+from .kvcache import KVCache
 from .moe import DenseExperts, MXFP4Experts, combine, grouped_linear
 from .rmsnorm import rms_norm
 from .rope import apply_rope, inverse_frequencies, rope_tables
@@ -47,9 +49,22 @@ class Model:
                                 self.weights[f"{prefix}_bias"])
         return DenseExperts(self.weights[f"{prefix}_weight"], self.weights[f"{prefix}_bias"])
 
-    def forward(self, tokens) -> np.ndarray:
-        """Token ids (T,) -> float32 logits (T, vocab_size)."""
-        return forward(self, check_tokens(tokens, self.config.vocab_size))
+    def forward(self, tokens, cache: KVCache | None = None) -> np.ndarray:
+        """Token ids (T,) -> float32 logits (T, vocab_size). With a cache, the tokens continue what it holds."""
+        return forward(self, check_tokens(tokens, self.config.vocab_size), cache)
+
+    def generate(self, tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
+                 top_k: int | None = None, seed: int | None = None, stop_tokens=None):
+        """Yield new token ids one by one (KV-cached); see `sampling.generate`. Stops after a stop token
+        (default: <|return|>, <|call|>, <|end|>) or max_new_tokens."""
+        from .sampling import generate
+
+        return generate(self, check_tokens(tokens, self.config.vocab_size), max_new_tokens, temperature,
+                        top_p, top_k, seed, stop_tokens)
+
+    def new_cache(self) -> KVCache:
+        """An empty KV cache for this model."""
+        return KVCache(self.config)
 
 
 def check_tokens(tokens, vocab_size: int) -> np.ndarray:
@@ -64,17 +79,19 @@ def check_tokens(tokens, vocab_size: int) -> np.ndarray:
     return ids.astype(np.int64)
 
 
-def attention_block(model: Model, n: int, x: np.ndarray, positions: np.ndarray, rope) -> np.ndarray:
-    """x + Attention(RMSNorm(x)) for block n:  (T, H) -> (T, H)."""
+def attention_block(model: Model, n: int, x: np.ndarray, positions: np.ndarray, rope,
+                    cache: KVCache | None) -> np.ndarray:
+    """x + Attention(RMSNorm(x)) for block n:  (T, H) -> (T, H). Tk = T, plus what the cache holds."""
     c, w, name = model.config, model.weights, f"blocks.{n}.attn"
     t = rms_norm(x, w[f"block.{n}.attn.norm.scale"])  # (T, H)
     qkv = t @ w[f"block.{n}.attn.qkv.weight"].T + w[f"block.{n}.attn.qkv.bias"]  # (T, (nq + 2 nkv) d)
     q, k, v = split_qkv(qkv, c.num_attention_heads, c.num_key_value_heads, c.head_dim)
     q_rot, k_rot = apply_rope(q, *rope), apply_rope(k, *rope)  # (T, nq, d), (T, nkv, d)
-    mask = attention_mask(positions, positions, c.window(n))  # (T, T)
-    scores = attention_scores(q_rot, k_rot, mask)  # (nq, T, T)
-    probs, sink_mass = sink_softmax(scores, w[f"block.{n}.attn.sinks"])  # (nq, T, T), (nq, T)
-    z = attend(probs, v)  # (T, nq d)
+    keys, values, key_positions = (k_rot, v, positions) if cache is None else cache.extend(n, k_rot, v, positions)
+    mask = attention_mask(positions, key_positions, c.window(n))  # (T, Tk)
+    scores = attention_scores(q_rot, keys, mask)  # (nq, T, Tk)
+    probs, sink_mass = sink_softmax(scores, w[f"block.{n}.attn.sinks"])  # (nq, T, Tk), (nq, T)
+    z = attend(probs, values)  # (T, nq d)
     out = z @ w[f"block.{n}.attn.out.weight"].T + w[f"block.{n}.attn.out.bias"]  # (T, H)
     for key, value in dict(normed=t, qkv=qkv, q=q, k=k, v=v, q_rot=q_rot, k_rot=k_rot, mask=mask, scores=scores,
                            probs=probs, sink_mass=sink_mass, z=z, out=out).items():
@@ -100,10 +117,11 @@ def moe_block(model: Model, n: int, x: np.ndarray) -> np.ndarray:
     return x + out
 
 
-def forward(model: Model, tokens: np.ndarray) -> np.ndarray:
+def forward(model: Model, tokens: np.ndarray, cache: KVCache | None = None) -> np.ndarray:
     """Token ids (T,) -> logits (T, V): embed, the blocks, the final norm, the unembedding."""
     c, w = model.config, model.weights
-    positions = np.arange(len(tokens))  # (T,)
+    start = cache.length if cache is not None else 0
+    positions = np.arange(start, start + len(tokens))  # (T,)
     rope = rope_tables(c, positions)  # cos, sin: (T, d/2) each
     x = w["embedding.weight"][tokens].astype(np.float32)  # (T, H)
     for key, value in dict(tokens=tokens, positions=positions, embed=x).items():
@@ -112,11 +130,13 @@ def forward(model: Model, tokens: np.ndarray) -> np.ndarray:
     record("rope.cos", rope[0]), record("rope.sin", rope[1])
     for n in range(c.num_hidden_layers):
         record(f"blocks.{n}.resid_pre", x)
-        x = attention_block(model, n, x, positions, rope)  # (T, H)
+        x = attention_block(model, n, x, positions, rope, cache)  # (T, H)
         record(f"blocks.{n}.resid_mid", x)
         x = moe_block(model, n, x)  # (T, H)
         record(f"blocks.{n}.resid_post", x)
     x = rms_norm(x, w["norm.scale"])  # (T, H)
     logits = (x @ w["unembedding.weight"].T).astype(np.float32)  # (T, V)
     record("norm", x), record("logits", logits)
+    if cache is not None:
+        cache.length += len(tokens)
     return logits

@@ -1,0 +1,48 @@
+"""The KV cache: each layer's keys (after RoPE, at their absolute positions) and values, kept between calls.
+
+With a cache, a forward pass over T new tokens at positions p .. p+T-1 attends to the cached keys plus its own,
+so a prompt is prefilled once and each generated token costs one position, not the whole sequence again.
+Sliding-window layers keep only their last W entries (a query at position i never looks further back than
+i - W + 1), so their memory stays constant however long the text grows; full layers keep everything.
+
+    keys[n]       (S_n, nkv, d)   RoPE already applied, so old keys never need re-rotating
+    values[n]     (S_n, nkv, d)
+    positions[n]  (S_n,)          absolute positions of the entries, for the causal/window mask
+
+What it does not do: attention itself, or any limit on the total length (RoPE takes any position).
+"""
+
+import numpy as np
+
+from .config import Config
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far; `length` is the next position."""
+
+    def __init__(self, config: Config):
+        layers, kv_shape = config.num_hidden_layers, (0, config.num_key_value_heads, config.head_dim)
+        self.windows = [config.window(n) for n in range(layers)]
+        self.keys = [np.zeros(kv_shape, dtype=np.float32) for _ in range(layers)]
+        self.values = [np.zeros(kv_shape, dtype=np.float32) for _ in range(layers)]
+        self.positions = [np.zeros(0, dtype=np.int64) for _ in range(layers)]
+        self.length = 0
+
+    def extend(self, n: int, k_rot: np.ndarray, v: np.ndarray, positions: np.ndarray):
+        """Append layer n's new keys/values; return everything the new queries may attend to.
+
+        k_rot, v: (T, nkv, d), positions: (T,) -> keys, values (S + T, nkv, d), key positions (S + T,).
+        Afterwards a sliding layer keeps only its last W entries.
+        """
+        keys = np.concatenate([self.keys[n], k_rot])  # (S + T, nkv, d)
+        values = np.concatenate([self.values[n], v])  # (S + T, nkv, d)
+        key_positions = np.concatenate([self.positions[n], positions])  # (S + T,)
+        window = self.windows[n]
+        keep = slice(-window, None) if window else slice(None)
+        self.keys[n], self.values[n] = keys[keep].copy(), values[keep].copy()
+        self.positions[n] = key_positions[keep].copy()
+        return keys, values, key_positions
+
+    def nbytes(self) -> int:
+        """Memory held by the cache."""
+        return sum(k.nbytes + v.nbytes for k, v in zip(self.keys, self.values))

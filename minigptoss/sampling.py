@@ -1,0 +1,92 @@
+"""Choosing the next token from logits, and the generation loop that feeds it back through a KV cache.
+
+    temperature 0           argmax (the first index on ties): greedy, deterministic
+    temperature t > 0       p = softmax(logits / t), then optionally
+      top_k = K             keep the K most likely tokens
+      top_p = P < 1         keep the smallest set of most likely tokens whose probability reaches P
+                            renormalise what is kept and draw one token with a seeded generator
+
+`generate` prefills the prompt in one forward pass, then feeds one token at a time with a KV cache; it stops
+after a stop token (yielded, then the loop ends) or after max_new_tokens.
+What it does not do: text (see tokenizer.py, harmony.py) or the model math.
+"""
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+
+def filter_top_k(probs: np.ndarray, top_k: int | None) -> np.ndarray:
+    """Zero all but the top_k largest probabilities (ties broken by lower id):  (V,) -> (V,)."""
+    if not top_k or top_k >= probs.size:
+        return probs
+    keep = np.argsort(-probs, kind="stable")[:top_k]
+    kept = np.zeros_like(probs)
+    kept[keep] = probs[keep]
+    return kept
+
+
+def filter_top_p(probs: np.ndarray, top_p: float) -> np.ndarray:
+    """Keep the smallest most-likely set with total probability >= top_p (the first token always):  (V,) -> (V,)."""
+    if top_p >= 1.0:
+        return probs
+    order = np.argsort(-probs, kind="stable")  # most likely first
+    before = np.cumsum(probs[order]) - probs[order]  # probability of the tokens ranked above each one
+    keep = order[before < top_p * probs.sum()]
+    kept = np.zeros_like(probs)
+    kept[keep] = probs[keep]
+    return kept
+
+
+def next_token_distribution(logits: np.ndarray, temperature: float, top_p: float = 1.0,
+                            top_k: int | None = None) -> np.ndarray:
+    """The probabilities a token is drawn from (temperature > 0):  (V,) logits -> (V,) float64 summing to 1."""
+    scaled = logits.astype(np.float64) / temperature
+    probs = np.exp(scaled - scaled.max())
+    probs = filter_top_p(filter_top_k(probs / probs.sum(), top_k), top_p)
+    return probs / probs.sum()
+
+
+def sample(logits: np.ndarray, rng: np.random.Generator, temperature: float = 0.0, top_p: float = 1.0,
+           top_k: int | None = None) -> int:
+    """One token id from (V,) logits: argmax at temperature 0, else a draw from next_token_distribution."""
+    if temperature == 0.0:
+        return int(np.argmax(logits))
+    probs = next_token_distribution(logits, temperature, top_p, top_k)
+    return int(rng.choice(probs.size, p=probs))
+
+
+def check_sampling(max_new_tokens: int, temperature: float, top_p: float, top_k: int | None) -> None:
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1 (or None for no limit), got {top_k}")
+
+
+def generate(model, tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
+             top_k: int | None = None, seed: int | None = None,
+             stop_tokens: Iterable[int] | None = None) -> Iterator[int]:
+    """Yield new token ids as they are produced, with a KV cache (see the module docstring)."""
+    check_sampling(max_new_tokens, temperature, top_p, top_k)
+    stop = set(default_stop_tokens(model.config.vocab_size) if stop_tokens is None else stop_tokens)
+    rng = np.random.default_rng(seed)
+    cache = model.new_cache()
+    logits = model.forward(tokens, cache)[-1]  # prefill: the whole prompt in one pass
+    for _ in range(max_new_tokens):
+        token = sample(logits, rng, temperature, top_p, top_k)
+        yield token
+        if token in stop:
+            return
+        logits = model.forward([token], cache)[-1]  # one new position
+
+
+def default_stop_tokens(vocab_size: int) -> set[int]:
+    """<|return|>, <|call|> and <|end|> of the model's tokenizer: the end of a turn, a tool call, a message."""
+    from .harmony import stop_tokens
+    from .tokenizer import tokenizer_for
+
+    return stop_tokens(tokenizer_for(vocab_size), include_end=True)

@@ -1,0 +1,60 @@
+"""Sampling: greedy, temperature, top-k, top-p, seeds."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import minigptoss
+from minigptoss.sampling import next_token_distribution, sample
+
+logits_1d = hnp.arrays(np.float32, st.integers(2, 30), elements=st.integers(-80, 80).map(lambda n: n / 10))
+RNG = np.random.default_rng(0)
+
+
+@given(logits=logits_1d)
+def test_temperature_zero_is_argmax_first_on_ties(logits):
+    assert sample(logits, RNG, 0.0) == int(np.flatnonzero(logits == logits.max())[0])
+
+
+@given(logits=logits_1d, k=st.integers(1, 5))
+def test_top_k_keeps_k_tokens(logits, k):
+    probs = next_token_distribution(logits, 1.0, top_k=k)
+    assert np.count_nonzero(probs) == min(k, logits.size)
+    kept = np.flatnonzero(probs)
+    assert logits[kept].min() >= np.sort(logits)[::-1][min(k, logits.size) - 1]
+    assert probs.sum() == pytest.approx(1.0)
+
+
+@given(logits=logits_1d, p=st.floats(0.05, 1.0))
+def test_top_p_keeps_the_smallest_set_reaching_p(logits, p):
+    full = next_token_distribution(logits, 1.0)
+    kept = next_token_distribution(logits, 1.0, top_p=p)
+    mass = full[kept > 0].sum()
+    assert mass >= p - 1e-9  # the kept set reaches p ...
+    smallest_kept = full[kept > 0].min()
+    assert mass - smallest_kept < p + 1e-9  # ... and without its least likely token it would not
+    assert np.all(full[kept == 0] <= smallest_kept + 1e-12)  # and it is made of the most likely tokens
+
+
+@given(logits=logits_1d)
+def test_temperature_sharpens_and_flattens(logits):
+    cold, hot = next_token_distribution(logits, 0.5), next_token_distribution(logits, 2.0)
+    top = int(np.argmax(logits))
+    assert cold[top] >= next_token_distribution(logits, 1.0)[top] - 1e-12 >= hot[top] - 2e-12
+
+
+def test_seed_makes_sampling_reproducible():
+    model = minigptoss.load(minigptoss.TINY_WEIGHTS)
+    run = lambda seed: list(model.generate([72, 105], 8, temperature=1.0, top_p=0.9, seed=seed, stop_tokens=[]))  # noqa: E731
+    assert run(7) == run(7)
+    assert any(run(7) != run(s) for s in range(8, 12))
+
+
+@pytest.mark.parametrize("kwargs, message", [({"temperature": -1}, "temperature"), ({"top_p": 0}, "top_p"),
+                                             ({"top_k": 0}, "top_k"), ({"max_new_tokens": -1}, "max_new_tokens")])
+def test_bad_settings_are_one_clear_error(kwargs, message):
+    model = minigptoss.load(minigptoss.TINY_WEIGHTS)
+    with pytest.raises(ValueError, match=message):
+        list(model.generate([1], **kwargs))
