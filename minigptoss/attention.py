@@ -46,7 +46,8 @@ def attention_scores(q: np.ndarray, k: np.ndarray, mask: np.ndarray) -> np.ndarr
     """s_hij = q_hi . k_kv(h)j / sqrt(d), -inf where masked:  q (T, nq, d), k (Tk, nkv, d) -> (nq, T, Tk)."""
     num_heads, head_dim = q.shape[1], q.shape[2]
     k_per_head = k[:, kv_head_of(num_heads, k.shape[1]), :]  # (Tk, nq, d)
-    scores = np.einsum("thd,shd->hts", q, k_per_head) / np.float32(np.sqrt(head_dim))  # (nq, T, Tk)
+    # scores[h, i, j] = sum_d q[i, h, d] k[j, h, d], as one batched matrix product per head
+    scores = q.transpose(1, 0, 2) @ k_per_head.transpose(1, 2, 0) / np.float32(np.sqrt(head_dim))  # (nq, T, Tk)
     return np.where(mask[None, :, :], scores, np.float32(-np.inf)).astype(np.float32)
 
 
@@ -67,5 +68,5 @@ def attend(probs: np.ndarray, v: np.ndarray) -> np.ndarray:
     """z_hi = sum_j p_hij v_kv(h)j, heads concatenated:  (nq, T, Tk), v (Tk, nkv, d) -> (T, nq d)."""
     num_heads, T = probs.shape[0], probs.shape[1]
     v_per_head = v[:, kv_head_of(num_heads, v.shape[1]), :]  # (Tk, nq, d)
-    z = np.einsum("hts,shd->thd", probs, v_per_head)  # (T, nq, d)
-    return z.reshape(T, -1)  # (T, nq d)
+    z = probs @ v_per_head.transpose(1, 0, 2)  # (nq, T, d): z[h, i] = sum_j p[h, i, j] v[j, h]
+    return z.transpose(1, 0, 2).reshape(T, -1)  # (T, nq d)

@@ -53,8 +53,9 @@ def decode_mxfp4(blocks: np.ndarray, scales: np.ndarray) -> np.ndarray:
 
 # -- encoder (float32 -> MXFP4), for writing checkpoints ------------------------------------------------------
 
-# The eight magnitudes FP4 can hold, and the code of each (the positive codes 0..7).
-_MAGNITUDES = FP4_VALUES[:8]
+# Midpoints between the eight magnitudes FP4 holds (0, 0.5, 1, 1.5, 2, 3, 4, 6): a magnitude's code is the
+# number of midpoints it exceeds.
+_MIDPOINTS = (FP4_VALUES[:7] + FP4_VALUES[1:8]) / 2  # 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0
 
 
 def choose_scales(weights: np.ndarray) -> np.ndarray:
@@ -72,10 +73,10 @@ def nearest_codes(values: np.ndarray) -> np.ndarray:
 
     Magnitudes beyond 6 saturate to 6. The sign goes to bit 3, so -0.0 gets code 8.
     """
-    magnitude = np.abs(values)[..., None]  # (..., 1)
-    distance = np.abs(magnitude - _MAGNITUDES)  # (..., 8)
-    # argmin picks the first of equals: a tie goes to the smaller magnitude (0.25 -> 0, 5.0 -> 4.0)
-    codes = np.argmin(distance, axis=-1).astype(np.uint8)  # (...)
+    magnitude = np.abs(values)
+    codes = np.zeros(values.shape, dtype=np.uint8)
+    for midpoint in _MIDPOINTS:  # strictly above: a tie goes to the smaller magnitude (0.25 -> 0, 5.0 -> 4.0)
+        codes += magnitude > midpoint
     return codes | (np.signbit(values).astype(np.uint8) << 3)
 
 
