@@ -22,10 +22,19 @@ __version__ = "0.1.0"
 TINY_WEIGHTS = Path(__file__).resolve().parent.parent / "tiny_weights"
 
 
-def load(path) -> Model:
-    """A model from a folder holding config.json and *.safetensors in the original gpt-oss layout."""
-    config, weights = read_checkpoint(path)
-    return Model(config, weights)
+def load(path, cache_bytes: int | None = None) -> Model:
+    """A model from a checkpoint folder, in seconds and almost no memory: tensors stay memory-mapped.
+
+    Accepts a folder in the original layout (config.json + *.safetensors, e.g. `original/`), a downloaded
+    openai/gpt-oss-20b or -120b (its original/ is read), or the Hugging Face layout (sharded, MXFP4 or already
+    dequantized experts). `model.checkpoint` says which it found (.layout, .how, .files). Names, dtypes and
+    shapes are checked against the config first. bf16 tensors are widened to float32 when used, and kept
+    within `cache_bytes` (default min(6 GiB, RAM/4)); see `checkpoint.py` for the policy.
+    """
+    from .checkpoint import open_checkpoint
+
+    config, weights, info = open_checkpoint(path, cache_bytes)
+    return Model(config, weights, checkpoint=info)
 
 
 def save(model: Model, path) -> None:

@@ -1,28 +1,57 @@
-"""Reading and writing checkpoints in gpt-oss's original layout: `config.json` + `*.safetensors`.
+"""Reading and writing gpt-oss checkpoints, in the original layout and in Hugging Face's (names: see `hf.py`).
 
-A safetensors file is an 8-byte little-endian header length N, N bytes of JSON
-({name: {"dtype", "shape", "data_offsets": [begin, end]}}, padded with spaces), then the raw little-endian
-data. We parse the header ourselves and map the data with `np.memmap`: nothing is copied until used, and
-bfloat16 (which NumPy lacks) is read as its uint16 bit patterns. Every offset, dtype and shape is checked
-against the file and against the config before any math runs; a bad file gives one sentence naming it.
+`open_checkpoint(path)` accepts every way the model is held, and says which it found:
 
-What it does not do: the Hugging Face layout (different names), or any math beyond widening bf16.
+    DIR/config.json + DIR/*.safetensors, original names      a folder in the original layout (e.g. `original/`)
+    DIR/original/ beside Hugging Face files                   a downloaded openai/gpt-oss-20b or -120b: reads original/
+    DIR/config.json (transformers) + model*.safetensors       the Hugging Face layout, sharded with
+        [+ model.safetensors.index.json]                       model.safetensors.index.json or not, with MXFP4
+                                                               experts (*_blocks, *_scales) or already dequantized
+
+Zero copy. A safetensors file is an 8-byte little-endian header length N, N bytes of JSON
+({name: {"dtype", "shape", "data_offsets": [begin, end]}}), then raw little-endian data. We parse the header
+ourselves and map each file once (mmap, read-only); every tensor is a NumPy view into that map (bfloat16 as
+its uint16 bit patterns), so nothing is read until used. Before any math runs, every offset is checked to lie
+inside the file, no two tensors may overlap, each byte count must equal dtype x shape, and the names, dtypes
+and shapes must be exactly those the config implies: a bad checkpoint is one sentence naming the file, the
+tensor or the config field.
+
+Load policy (the mapping it returns is a `weights.LazyWeights`):
+  - MXFP4 experts stay in the map: the kernel reads an expert's pages when the router first picks it, and may
+    drop them again under memory pressure (they are clean file pages).
+  - bf16 tensors are widened to float32 where they are used. Those that fit in the cache budget (default
+    min(6 GiB, a quarter of RAM); `cache_bytes=`, or the environment variable MINIGPTOSS_CACHE_GIB) are
+    widened once and kept, in forward order: every layer's attention, router, biases and norms, then the
+    unembedding. Once a tensor is kept, its bf16 pages are handed back (madvise DONTNEED).
+  - The embedding is never widened whole: the rows of the prompt's tokens are gathered and widened.
+  - Tensors beyond the budget are widened each time they are used (the unembedding in row chunks).
+For gpt-oss-20b that keeps 4.9 GB of float32 and maps 10.2 GB of experts: under 16 GiB resident.
 """
 
+from __future__ import annotations
+
+import dataclasses
+import functools
 import json
 import math
+import mmap
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
+from . import hf
 from .config import Config, ConfigError
-from .weights import bf16_bits_to_f32, f32_to_bf16_bits, tensor_specs
+from .mxfp4 import decode_mxfp4
+from .weights import LazyWeights, Stored, cache_plan, f32_to_bf16_bits, tensor_specs
 
 DTYPES = {"BF16": np.dtype("<u2"), "U8": np.dtype("u1"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
           "I32": np.dtype("<i4"), "I64": np.dtype("<i8")}
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+DEFAULT_CACHE_CAP = 6 * 2**30  # bytes of float32 copies kept, at most (also capped at a quarter of RAM)
+CACHE_ENV = "MINIGPTOSS_CACHE_GIB"
 
 
 class CheckpointError(ValueError):
@@ -33,6 +62,7 @@ class CheckpointError(ValueError):
 
 def read_safetensors_header(path: Path) -> tuple[dict, int]:
     """Parse and validate a safetensors header: -> ({name: entry}, offset of the data section)."""
+    path = Path(path)
     size = path.stat().st_size
     with open(path, "rb") as f:
         prefix = f.read(8)
@@ -50,115 +80,487 @@ def read_safetensors_header(path: Path) -> tuple[dict, int]:
     header.pop("__metadata__", None)
     data_start, data_len = 8 + header_len, size - 8 - header_len
     for name, entry in header.items():
-        _check_entry(path, name, entry, data_len)
+        _check_entry(path, name, entry)
+    _check_extent(path, header, data_len)
     return header, data_start
 
 
-def _check_entry(path: Path, name: str, entry, data_len: int) -> None:
+def _check_entry(path: Path, name: str, entry) -> None:
+    """One header entry: a known dtype, a shape, offsets whose span is exactly dtype x shape bytes."""
     if not isinstance(entry, dict) or entry.get("dtype") not in DTYPES:
         raise CheckpointError(f"{path}: tensor {name!r} has an unsupported dtype "
                               f"{entry.get('dtype') if isinstance(entry, dict) else entry!r} "
                               f"(expected one of {', '.join(DTYPES)})")
     shape, offsets = entry.get("shape"), entry.get("data_offsets")
-    if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)):
+    if not (isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                            for n in shape)):
         raise CheckpointError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(n, int) for n in offsets)
-            and 0 <= offsets[0] <= offsets[1] <= data_len):
-        raise CheckpointError(f"{path}: tensor {name!r} has data offsets {offsets!r} outside the file's "
-                              f"{data_len} data bytes (truncated file?)")
+            and 0 <= offsets[0] <= offsets[1]):
+        raise CheckpointError(f"{path}: tensor {name!r} has invalid data offsets {offsets!r}")
     expected = math.prod(shape) * DTYPES[entry["dtype"]].itemsize
     if offsets[1] - offsets[0] != expected:
         raise CheckpointError(f"{path}: tensor {name!r} spans {offsets[1] - offsets[0]} bytes but its "
                               f"{entry['dtype']} shape {shape} needs {expected}")
 
 
+def _check_extent(path: Path, header: dict, data_len: int) -> None:
+    """Every tensor inside the file's data section, and no two tensors sharing a byte."""
+    spans = sorted((entry["data_offsets"][0], entry["data_offsets"][1], name) for name, entry in header.items()
+                   if entry["data_offsets"][1] > entry["data_offsets"][0])
+    if spans and max(end for _, end, _ in spans) > data_len:
+        begin, end, name = max(spans, key=lambda span: span[1])
+        raise CheckpointError(f"{path}: tensor {name!r} ends at data byte {end} but the file holds only "
+                              f"{data_len} data bytes (a truncated file, or a header that lies about offsets)")
+    for (_, end0, name0), (begin1, _, name1) in zip(spans, spans[1:]):
+        if begin1 < end0:
+            raise CheckpointError(f"{path}: tensors {name0!r} and {name1!r} overlap (data bytes {begin1}..{end0}): "
+                                  f"the header's offsets are inconsistent")
+
+
+class SafetensorsFile:
+    """One safetensors file: its validated header, and read-only zero-copy views of its tensors.
+
+    The file is mapped once, on first use. `release(name)` hands a tensor's pages back to the kernel (they are
+    read again from the page cache or disk if the view is used later).
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.header, self.data_start = read_safetensors_header(self.path)
+        self._map: mmap.mmap | None = None
+
+    def dtype(self, name: str) -> str:
+        return self.header[name]["dtype"]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.header[name]["shape"])
+
+    def array(self, name: str) -> np.ndarray:
+        """The tensor as a read-only np.memmap view of the mapped file:  shape as in the header, bf16 as uint16."""
+        entry = self.header[name]
+        dtype, shape = DTYPES[entry["dtype"]], tuple(entry["shape"])
+        count = math.prod(shape)
+        if count == 0:
+            return np.zeros(shape, dtype=dtype)
+        start = self.data_start + entry["data_offsets"][0]
+        return np.frombuffer(self._mapped(), dtype=dtype, count=count, offset=start).reshape(shape).view(np.memmap)
+
+    def release(self, name: str, rows: tuple[int, int] | None = None) -> None:
+        """Drop this process's pages of the tensor's bytes, or of its rows [start, stop) (whole pages only)."""
+        if self._map is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        begin, end = (self.data_start + offset for offset in self.header[name]["data_offsets"])
+        if rows is not None:
+            row_bytes = (end - begin) // max(1, self.header[name]["shape"][0])
+            begin, end = begin + rows[0] * row_bytes, begin + rows[1] * row_bytes
+        first, last = -(-begin // mmap.PAGESIZE) * mmap.PAGESIZE, end // mmap.PAGESIZE * mmap.PAGESIZE
+        if last > first:
+            self._map.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+    def _mapped(self) -> mmap.mmap:
+        if self._map is None:
+            with open(self.path, "rb") as f:
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return self._map
+
+
 def map_safetensors(path) -> dict[str, tuple[str, np.ndarray]]:
     """Memory-map every tensor of a safetensors file: -> {name: (dtype name, read-only array)}. No copy."""
-    path = Path(path)
-    header, data_start = read_safetensors_header(path)
-    tensors = {}
-    for name, entry in header.items():
-        begin, end = entry["data_offsets"]
-        dtype, shape = DTYPES[entry["dtype"]], tuple(entry["shape"])
-        if begin == end:
-            tensors[name] = (entry["dtype"], np.zeros(shape, dtype=dtype))
-        else:
-            tensors[name] = (entry["dtype"], np.memmap(path, dtype=dtype, mode="r", offset=data_start + begin,
-                                                       shape=shape))
-    return tensors
+    file = SafetensorsFile(path)
+    return {name: (file.dtype(name), file.array(name)) for name in file.header}
 
 
-def write_safetensors(path, tensors: dict[str, tuple[str, np.ndarray]]) -> None:
-    """Write {name: (dtype name, array)} as a safetensors file, tensors in the given order, atomically."""
+def header_bytes(specs: dict[str, tuple[str, tuple[int, ...]]]) -> bytes:
+    """The length prefix and JSON header for tensors {name: (dtype, shape)} stored back to back, in order."""
     header, offset = {}, 0
-    for name, (dtype, array) in tensors.items():
-        nbytes = array.size * DTYPES[dtype].itemsize
-        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + nbytes]}
+    for name, (dtype, shape) in specs.items():
+        nbytes = math.prod(shape) * DTYPES[dtype].itemsize
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
-    header_bytes = json.dumps(header, separators=(",", ":")).encode()
-    header_bytes += b" " * (-len(header_bytes) % 8)  # the data section starts 8-byte aligned
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data section starts 8-byte aligned
+    return len(text).to_bytes(8, "little") + text
+
+
+def write_safetensors_stream(path, specs: dict[str, tuple[str, tuple[int, ...]]],
+                             chunks: Callable[[str], Iterable[np.ndarray]] | None) -> None:
+    """Write a safetensors file tensor by tensor, atomically: `chunks(name)` yields the tensor's data in order
+    (any split along axis 0). With chunks=None only the header is written and the file is extended to its full
+    size: a sparse file of zeros that costs no disk."""
     path = Path(path)
+    head = header_bytes(specs)
+    total = sum(math.prod(shape) * DTYPES[dtype].itemsize for dtype, shape in specs.values())
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".tmp", delete=False) as f:
-        f.write(len(header_bytes).to_bytes(8, "little"))
-        f.write(header_bytes)
-        for dtype, array in tensors.values():
-            f.write(np.ascontiguousarray(array, dtype=DTYPES[dtype]).tobytes())
+        try:
+            f.write(head)
+            if chunks is None:
+                f.truncate(len(head) + total)
+            else:
+                for name, (dtype, shape) in specs.items():
+                    written = 0
+                    for chunk in chunks(name):
+                        data = np.ascontiguousarray(chunk, dtype=DTYPES[dtype])
+                        f.write(data.data if data.size else b"")
+                        written += data.nbytes
+                    if written != math.prod(shape) * DTYPES[dtype].itemsize:
+                        raise ValueError(f"tensor {name!r}: wrote {written} bytes, its {dtype} shape {list(shape)} "
+                                         f"needs {math.prod(shape) * DTYPES[dtype].itemsize}")
+        except BaseException:
+            f.close()
+            os.unlink(f.name)
+            raise
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(f.name, 0o666 & ~umask)  # a temporary file is created 0600; give the usual permissions
     os.replace(f.name, path)
 
 
-# -- checkpoints in the original layout -----------------------------------------------------------------------
+def write_safetensors(path, tensors: dict[str, tuple[str, np.ndarray]]) -> None:
+    """Write {name: (dtype name, array)} as a safetensors file, tensors in the given order, atomically."""
+    specs = {name: (dtype, tuple(array.shape)) for name, (dtype, array) in tensors.items()}
+    write_safetensors_stream(path, specs, lambda name: [tensors[name][1]])
 
-def read_checkpoint(path) -> tuple[Config, dict[str, np.ndarray]]:
-    """A folder with config.json and *.safetensors -> (config, weights as in `weights.py`), all checked."""
-    folder = Path(path)
+
+# -- finding a checkpoint -------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+    """What `open_checkpoint` found, and what it costs in memory."""
+
+    layout: str  # "original", "hf-mxfp4" or "hf-dequantized"
+    folder: Path  # the folder actually read
+    how: str  # one sentence: what was found where
+    files: tuple[Path, ...]
+    expert_bytes: int  # expert weights on disk (MXFP4 blocks and scales, or dense): memory-mapped, never copied
+    other_bytes: int  # everything else on disk (bf16)
+    kept_bytes: int  # float32 copies the cache plan keeps once all are used
+    cache_budget: int
+
+    @property
+    def file_bytes(self) -> int:
+        return self.expert_bytes + self.other_bytes
+
+
+def find_checkpoint(path) -> tuple[str, Path, str]:
+    """Which layout a path holds: -> ("original" or "hf", the folder to read, how it was found)."""
+    given = Path(path)
+    folder = given.parent if given.is_file() else given
     if not folder.is_dir():
-        raise CheckpointError(f"{folder}: not a folder (expected one holding config.json and *.safetensors)")
+        raise CheckpointError(f"{given}: no such folder (expected a gpt-oss checkpoint: config.json + "
+                              f"*.safetensors, or a downloaded model holding original/)")
+    original = folder / "original"
+    if (original / "config.json").is_file() and any(original.glob("*.safetensors")):
+        beside = "; the Hugging Face files beside it are not used" if (folder / "config.json").is_file() else ""
+        return "original", original, f"the original/ folder of a downloaded model in {folder}{beside}"
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{folder}: no config.json (expected a gpt-oss checkpoint folder: config.json + "
+                              f"*.safetensors, or a downloaded model holding original/)")
+    if hf.is_hf_config(_read_json(config_path, ConfigError)):
+        return "hf", folder, f"a Hugging Face layout folder {folder}"
+    return "original", folder, f"an original-layout folder {folder}"
+
+
+def _read_json(path: Path, error=CheckpointError):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as problem:
+        raise error(f"{path}: cannot read the file ({problem.strerror})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as problem:
+        raise error(f"{path}: not valid JSON ({problem.msg} at line {problem.lineno})") from None
+
+
+def default_cache_budget() -> int:
+    """Bytes of float32 copies to keep: MINIGPTOSS_CACHE_GIB if set, else min(6 GiB, a quarter of RAM)."""
+    if os.environ.get(CACHE_ENV):
+        try:
+            return int(float(os.environ[CACHE_ENV]) * 2**30)
+        except ValueError:
+            raise CheckpointError(f"environment variable {CACHE_ENV}={os.environ[CACHE_ENV]!r} is not a number "
+                                  f"of GiB") from None
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return DEFAULT_CACHE_CAP
+    return min(DEFAULT_CACHE_CAP, ram // 4)
+
+
+def open_checkpoint(path, cache_bytes: int | None = None) -> tuple[Config, LazyWeights, CheckpointInfo]:
+    """Find, validate and map a checkpoint: -> (config, lazily widened weights, what was found). Reads headers only."""
+    layout, folder, how = find_checkpoint(path)
+    if layout == "original":
+        config, stored, files, layout = _open_original(folder)
+    else:
+        config, stored, files, layout = _open_hf(folder)
+    budget = default_cache_budget() if cache_bytes is None else int(cache_bytes)
+    keep = cache_plan(stored, budget)
+    weights = LazyWeights(stored, keep)
+    experts = sum(s.nbytes for name, s in stored.items() if ".mlp.mlp" in name and not name.endswith("_bias"))
+    total = sum(s.nbytes for s in stored.values())
+    info = CheckpointInfo(layout, folder, how, tuple(file.path for file in files), experts, total - experts,
+                          weights.planned_bytes(), budget)
+    return config, weights, info
+
+
+def read_checkpoint(path) -> tuple[Config, LazyWeights]:
+    """A checkpoint folder (any layout, see `open_checkpoint`) -> (config, weights as in `weights.py`), checked."""
+    config, weights, _ = open_checkpoint(path)
+    return config, weights
+
+
+def _open_files(files: list[Path]) -> dict[str, SafetensorsFile]:
+    """name -> the file holding it, refusing a name held twice."""
+    where: dict[str, SafetensorsFile] = {}
+    for path in files:
+        file = SafetensorsFile(path)
+        for name in file.header:
+            if name in where:
+                raise CheckpointError(f"{path}: tensor {name!r} appears in more than one file "
+                                      f"(also in {where[name].path.name})")
+            where[name] = file
+    return where
+
+
+def _open_original(folder: Path):
     config = Config.from_json(folder / "config.json")
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise CheckpointError(f"{folder}: no *.safetensors file next to config.json")
-    stored: dict[str, tuple[str, np.ndarray]] = {}
-    for file in files:
-        for name, tensor in map_safetensors(file).items():
-            if name in stored:
-                raise CheckpointError(f"{file}: tensor {name!r} appears in more than one file")
-            stored[name] = tensor
-    check_tensors(stored, config, str(folder))
-    weights = {name: bf16_bits_to_f32(array) if dtype == "BF16" else array
-               for name, (dtype, array) in stored.items()}
-    return config, weights
+    where = _open_files(files)
+    specs = {name: ((dtype,), shape) for name, (dtype, shape) in tensor_specs(config).items()}
+    check_specs(where, specs, folder / "config.json")
+    stored = {name: Stored(where[name].dtype(name), (where[name].array(name),),
+                           release=functools.partial(where[name].release, name)) for name in specs}
+    return config, stored, _unique(where.values()), "original"
+
+
+def _open_hf(folder: Path):
+    config_path = folder / "config.json"
+    config = hf.config_from_hf(_read_json(config_path, ConfigError), source=str(config_path))
+    where = _open_files(_hf_files(folder))
+    dequantized = hf.is_dequantized(where)
+    check_specs(where, hf.hf_tensor_specs(config, dequantized), config_path)
+    stored = {}
+    for name, (parts, transposed) in hf.hf_sources(config, dequantized).items():
+        dtypes = {where[part].dtype(part) for part in parts}
+        if len(dtypes) > 1:
+            raise CheckpointError(f"{where[parts[0]].path}: tensors {', '.join(map(repr, parts))} (which form "
+                                  f"{name!r}) mix dtypes {sorted(dtypes)}")
+        releases = [functools.partial(where[part].release, part) for part in parts]
+        release = releases[0] if len(parts) == 1 else lambda rows=None, releases=releases: [r() for r in releases]
+        stored[name] = Stored(dtypes.pop(), tuple(where[part].array(part) for part in parts), transposed, release)
+    return config, stored, _unique(where.values()), "hf-dequantized" if dequantized else "hf-mxfp4"
+
+
+def _hf_files(folder: Path) -> list[Path]:
+    """The safetensors files of a Hugging Face folder: those its index names, or all of them."""
+    index_path = folder / "model.safetensors.index.json"
+    if not index_path.is_file():
+        files = sorted(folder.glob("*.safetensors"))
+        if not files:
+            raise CheckpointError(f"{folder}: no *.safetensors file next to config.json")
+        return files
+    index = _read_json(index_path)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f"{index_path}: expected a 'weight_map' object of tensor name -> file name")
+    files = []
+    for file_name in dict.fromkeys(weight_map.values()):
+        path = folder / file_name
+        if Path(file_name).name != file_name or not path.is_file():
+            raise CheckpointError(f"{index_path}: names file {file_name!r}, which is not in {folder}")
+        files.append(path)
+    for path in files:  # the index and the files' headers must agree
+        names = set(read_safetensors_header(path)[0])
+        listed = {name for name, file_name in weight_map.items() if file_name == path.name}
+        for name in sorted(listed - names)[:1]:
+            raise CheckpointError(f"{index_path}: says tensor {name!r} is in {path.name}, which does not hold it")
+        for name in sorted(names - listed)[:1]:
+            raise CheckpointError(f"{path}: holds tensor {name!r}, which {index_path.name} does not list there")
+    return files
+
+
+def _unique(files) -> list[SafetensorsFile]:
+    return list({id(file): file for file in files}.values())
+
+
+def check_specs(where: dict[str, SafetensorsFile], specs: dict[str, tuple[tuple[str, ...], tuple]],
+                config_path) -> None:
+    """Every tensor the config implies is there with an accepted dtype and its shape, and nothing else is."""
+    for name, (dtypes, shape) in specs.items():
+        if name not in where:
+            raise CheckpointError(f"{config_path.parent}: tensor {name!r} is missing (expected {dtypes[0]} "
+                                  f"{list(shape)}){_layout_hint(where, specs)}")
+        file = where[name]
+        if file.dtype(name) not in dtypes or file.shape(name) != tuple(shape):
+            raise CheckpointError(f"{file.path}: tensor {name!r} is {file.dtype(name)} {list(file.shape(name))}, "
+                                  f"but {config_path} implies {' or '.join(dtypes)} {list(shape)}")
+    extra = [name for name in where if name not in specs]
+    if extra:
+        raise CheckpointError(f"{where[extra[0]].path}: unexpected tensor {extra[0]!r} for {config_path} "
+                              f"({len(extra)} extra in all; is num_hidden_layers right?)")
+
+
+def _layout_hint(where, specs) -> str:
+    """Why every name might be missing: the files hold the other layout's names."""
+    theirs_hf = any(name.startswith(("model.", "lm_head")) for name in where)
+    ours_hf = any(name.startswith("model.") for name in specs)
+    if theirs_hf and not ours_hf:
+        return "; the files hold Hugging Face names but config.json is in the original format"
+    if ours_hf and not theirs_hf and where:
+        return "; the files hold original names but config.json is in the Hugging Face format"
+    return ""
 
 
 def check_tensors(stored: dict[str, tuple[str, np.ndarray]], config: Config, source: str) -> None:
-    """Every tensor the config needs is there with its dtype and shape, and nothing else is."""
-    specs = tensor_specs(config)
-    for name, (dtype, shape) in specs.items():
+    """Every tensor the config needs is there with its dtype and shape, and nothing else is (original layout)."""
+    for name, (dtype, shape) in tensor_specs(config).items():
         if name not in stored:
             raise CheckpointError(f"{source}: tensor {name!r} is missing (expected {dtype} {list(shape)})")
         got_dtype, array = stored[name]
         if got_dtype != dtype or array.shape != shape:
             raise CheckpointError(f"{source}: tensor {name!r} is {got_dtype} {list(array.shape)}, but "
                                   f"config.json implies {dtype} {list(shape)}")
-    extra = [name for name in stored if name not in specs]
+    extra = [name for name in stored if name not in tensor_specs(config)]
     if extra:
         raise CheckpointError(f"{source}: unexpected tensor {extra[0]!r} for this config.json "
                               f"({len(extra)} extra in all; is num_hidden_layers right?)")
 
 
-def write_checkpoint(path, config: Config, weights: dict[str, np.ndarray]) -> None:
+# -- memory -----------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak memory of a forward pass, in bytes, by kind."""
+
+    experts_mapped: int  # expert pages the router may touch: file-backed, reclaimable
+    other_mapped: int  # bf16 pages mapped and not handed back (tensors widened per use, embedding rows)
+    kept: int  # float32 copies kept (private)
+    working: int  # activations, KV cache, temporaries (private)
+
+    @property
+    def resident(self) -> int:
+        return self.experts_mapped + self.other_mapped + self.kept + self.working
+
+    @property
+    def private(self) -> int:
+        return self.kept + self.working
+
+
+def working_bytes(config: Config, tokens: int, context: int = 0) -> int:
+    """Rough activations + temporaries of one forward pass over `tokens` new tokens after `context` cached ones."""
+    c, T = config, tokens
+    S = context + tokens
+    H, I, k = c.hidden_size, c.intermediate_size, c.experts_per_token
+    qkv_rows = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim
+    logits = 2 * T * c.vocab_size * 4  # logits, and one temporary
+    attention = 4 * c.num_attention_heads * T * S * 4  # scores, exp, probs, mask-sized temporaries
+    moe = 3 * T * k * (2 * I + I + H) * 4  # mlp1, swiglu, expert_out and gathered rows
+    widened = (qkv_rows + H) * H * 4  # one layer's attention weights widened per use
+    decode = 2 * (2 * I) * H * 4 // 8  # decoded expert chunks (fastmxfp4), generous
+    kv = 2 * c.num_hidden_layers * S * c.num_key_value_heads * c.head_dim * 4
+    return logits + attention + moe + widened + decode + kv + 128 * 2**20  # + interpreter, NumPy, BLAS
+
+
+def memory_estimate(config: Config, weights: LazyWeights, tokens: int, context: int = 0) -> MemoryEstimate:
+    """What a forward pass over `tokens` tokens (after `context` cached ones) will need, before it starts.
+
+    Experts: the expected share a pass touches if routing were uniform, 1 - (1 - k/E)^tokens (all of them for a
+    256-token prompt; k/E for one decoded token; a session touches them all sooner or later).
+    """
+    share = 1 - (1 - config.experts_per_token / config.num_experts) ** tokens
+    experts = other = 0
+    for name, stored in weights.stored.items():
+        if ".mlp.mlp" in name and not name.endswith("_bias"):
+            experts += round(share * stored.nbytes)
+        elif name == "embedding.weight":
+            other += min(stored.nbytes, (tokens + context) * stored.nbytes // len(stored.parts[0]) * 2)
+        elif name not in weights.keep:
+            other += stored.nbytes
+    return MemoryEstimate(experts, other, weights.planned_bytes(), working_bytes(config, tokens, context))
+
+
+# -- writing ----------------------------------------------------------------------------------------------------
+
+def _stored_tensors(config: Config, weights) -> dict[str, tuple[str, np.ndarray]]:
+    """Original name -> (dtype, bits or uint8) for writing: float32 rounded to bf16; a lazily loaded
+    checkpoint's own bytes where they are still as read."""
+    tensors = {}
+    for name, (dtype, _) in tensor_specs(config).items():
+        stored = weights.stored.get(name) if isinstance(weights, LazyWeights) else None
+        unchanged = stored is not None and name not in weights._overrides
+        if unchanged and stored.dtype == dtype and len(stored.parts) == 1 and not stored.transposed:
+            tensors[name] = (dtype, stored.parts[0])
+            continue
+        array = weights[name]
+        tensors[name] = (dtype, f32_to_bf16_bits(array) if dtype == "BF16" else array)
+    return tensors
+
+
+def write_checkpoint(path, config: Config, weights) -> None:
     """Write config.json + model.safetensors in the original layout (float32 tensors rounded to bf16)."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {}
-    for name, (dtype, _) in tensor_specs(config).items():
-        array = weights[name]
-        tensors[name] = (dtype, f32_to_bf16_bits(array) if dtype == "BF16" else array)
-    write_safetensors(folder / "model.safetensors", tensors)
+    write_safetensors(folder / "model.safetensors", _stored_tensors(config, weights))
     config.to_json(folder / "config.json")
 
 
-__all__ = ["CheckpointError", "ConfigError", "read_checkpoint", "write_checkpoint", "map_safetensors",
-           "write_safetensors", "read_safetensors_header"]
+def hf_shard_names(count: int) -> list[str]:
+    """transformers' conversion names n shards model-00000-of-{n-1:05d} ... (as in the published gpt-oss)."""
+    if count == 1:
+        return ["model.safetensors"]
+    return [f"model-{i:05d}-of-{count - 1:05d}.safetensors" for i in range(count)]
+
+
+def shard(specs: dict[str, tuple[str, tuple[int, ...]]], count: int) -> list[list[str]]:
+    """Split tensor names, in order, into `count` runs of roughly equal bytes."""
+    sizes = {name: math.prod(shape) * DTYPES[dtype].itemsize for name, (dtype, shape) in specs.items()}
+    target, runs, used = sum(sizes.values()) / count, [[]], 0
+    for name, size in sizes.items():
+        if used >= target * len(runs) and len(runs) < count:
+            runs.append([])
+        runs[-1].append(name)
+        used += size
+    return runs
+
+
+def write_hf_index(folder: Path, runs: list[list[str]], specs) -> None:
+    """model.safetensors.index.json for shards written from `runs` (skipped for a single file)."""
+    names = hf_shard_names(len(runs))
+    if len(runs) == 1:
+        return
+    total = sum(math.prod(shape) * DTYPES[dtype].itemsize for dtype, shape in specs.values())
+    weight_map = {name: file for run, file in zip(runs, names) for name in run}
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n")
+
+
+def write_hf_checkpoint(path, config: Config, weights, shards: int = 1, dequantized: bool = False) -> None:
+    """Write `weights` in the Hugging Face layout: config.json (transformers' keys), model*.safetensors and, when
+    sharded, model.safetensors.index.json. dequantized=True stores the experts decoded, transposed, as BF16."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    original = _stored_tensors(config, weights)
+    if dequantized:
+        for n in range(config.num_hidden_layers):
+            for which in ("mlp1", "mlp2"):
+                prefix = f"block.{n}.mlp.{which}_weight"
+                dense = decode_mxfp4(original.pop(f"{prefix}.blocks")[1], original.pop(f"{prefix}.scales")[1])
+                original[prefix] = ("BF16", f32_to_bf16_bits(dense))  # exact: FP4 times a power of two
+    tensors = hf.hf_tensors_from_original(config, original, dequantized)
+    specs = {name: (dtype, tuple(array.shape)) for name, (dtype, array) in tensors.items()}
+    runs = shard(specs, shards)
+    for run, file in zip(runs, hf_shard_names(len(runs))):
+        write_safetensors(folder / file, {name: tensors[name] for name in run})
+    write_hf_index(folder, runs, specs)
+    (folder / "config.json").write_text(json.dumps(hf.hf_config_dict(config, mxfp4=not dequantized), indent=2)
+                                        + "\n")
+
+
+__all__ = ["CheckpointError", "ConfigError", "CheckpointInfo", "MemoryEstimate", "open_checkpoint",
+           "read_checkpoint", "write_checkpoint", "write_hf_checkpoint", "find_checkpoint", "map_safetensors",
+           "write_safetensors", "write_safetensors_stream", "read_safetensors_header", "memory_estimate",
+           "default_cache_budget"]

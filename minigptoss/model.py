@@ -33,13 +33,16 @@ from .rmsnorm import rms_norm
 from .rope import apply_rope, inverse_frequencies, rope_tables
 from .router import route, router_logits
 from .swiglu import swiglu
+from .weights import gather_rows, matmul_transposed
 
 
 class Model:
     """A gpt-oss model: its config and its tensors (original names; see `weights.py`)."""
 
-    def __init__(self, config: Config, weights: dict[str, np.ndarray]):
-        self.config, self.weights = config, weights
+    def __init__(self, config: Config, weights: dict[str, np.ndarray], checkpoint=None):
+        """weights: a dict as `random_weights` makes, or a checkpoint's `LazyWeights` (see `checkpoint.py`);
+        checkpoint: what `open_checkpoint` found (layout, files, memory), or None."""
+        self.config, self.weights, self.checkpoint = config, weights, checkpoint
 
     def experts(self, layer: int, which: str) -> DenseExperts:
         """Expert weights of `block.{layer}.mlp.{which}` (which: mlp1 or mlp2), decoded lazily per expert."""
@@ -123,7 +126,7 @@ def forward(model: Model, tokens: np.ndarray, cache: KVCache | None = None) -> n
     start = cache.length if cache is not None else 0
     positions = np.arange(start, start + len(tokens))  # (T,)
     rope = rope_tables(c, positions)  # cos, sin: (T, d/2) each
-    x = w["embedding.weight"][tokens].astype(np.float32)  # (T, H)
+    x = gather_rows(w, "embedding.weight", tokens)  # (T, H): only these rows are read and widened
     for key, value in dict(tokens=tokens, positions=positions, embed=x).items():
         record(key, value)
     record("rope.inv_freq", inverse_frequencies(c))
@@ -135,7 +138,7 @@ def forward(model: Model, tokens: np.ndarray, cache: KVCache | None = None) -> n
         x = moe_block(model, n, x)  # (T, H)
         record(f"blocks.{n}.resid_post", x)
     x = rms_norm(x, w["norm.scale"])  # (T, H)
-    logits = (x @ w["unembedding.weight"].T).astype(np.float32)  # (T, V)
+    logits = matmul_transposed(x, w, "unembedding.weight")  # (T, V)
     record("norm", x), record("logits", logits)
     if cache is not None:
         cache.length += len(tokens)

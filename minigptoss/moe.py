@@ -15,11 +15,13 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from . import fastmxfp4
 from .mxfp4 import decode_mxfp4
 
 
 class DenseExperts:
-    """Expert matrices already in float32: weight (E, out, in), bias (E, out)."""
+    """Expert matrices already decoded: weight (E, out, in) float32, or an `ExpertStack` that widens one
+    expert's bf16 matrix when asked (an already-dequantized checkpoint); bias (E, out)."""
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray):
         self.weight, self.bias = weight, bias
@@ -36,7 +38,8 @@ class DenseExperts:
 class MXFP4Experts(DenseExperts):
     """Expert matrices packed as MXFP4: blocks (E, out, in/32, 16) uint8, scales (E, out, in/32) uint8, bias (E, out).
 
-    Only the experts asked for are decoded, one at a time.
+    Only the experts asked for are decoded, one at a time. `matrix` is the readable definition; `apply` on a
+    large matrix goes through `fastmxfp4.linear` (table decode, both cores; same numbers, see there).
     """
 
     def __init__(self, blocks: np.ndarray, scales: np.ndarray, bias: np.ndarray):
@@ -45,6 +48,12 @@ class MXFP4Experts(DenseExperts):
     def matrix(self, e: int) -> np.ndarray:
         """W[e] decoded: (out, in/32, 16) + (out, in/32) -> (out, in) float32."""
         return decode_mxfp4(self.blocks[e], self.scales[e])
+
+    def apply(self, e: int, x: np.ndarray) -> np.ndarray:
+        """x W[e]^T + b[e]:  (N, in) -> (N, out)."""
+        if self.blocks[e].size * 2 < fastmxfp4.FAST_MIN_WEIGHTS:
+            return super().apply(e, x)
+        return fastmxfp4.linear(x, self.blocks[e], self.scales[e], self.bias[e])
 
 
 def expert_groups(expert_ids: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:

@@ -5,7 +5,14 @@ Names are the original checkpoint's (`block.3.attn.qkv.weight`, ...), which are 
 official `gpt_oss/torch/model.py`, so the two can be read side by side. In memory, every BF16 tensor is a
 float32 array holding bf16-exact values and every MXFP4 part is its raw uint8 array; `checkpoint.py` turns
 that into bytes and back. What it does not do: file I/O.
+
+A loaded checkpoint is not turned into such a dict up front (a 20b one would need ~20 GB of float32):
+`LazyWeights` offers the same mapping over the file's memory-mapped arrays, widening bf16 to float32 when a
+tensor is used, keeping the widened copies planned by `cache_plan` within a byte budget.
 """
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -96,3 +103,258 @@ def random_weights(config: Config, seed: int) -> dict[str, np.ndarray]:
             values = np.float32(mean) + rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
             weights[name] = round_to_bf16(values)
     return weights
+
+
+# -- lazy widening: the mapping a loaded checkpoint offers -----------------------------------------------------
+
+DENSE_EXPERT_SUFFIXES = ("mlp.mlp1_weight", "mlp.mlp2_weight")  # already-dequantized expert stacks
+
+
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """One tensor as the checkpoint holds it, before any conversion.
+
+    dtype       safetensors dtype of the parts: "BF16" (uint16 bit patterns), "F32", or "U8" (MXFP4 parts)
+    parts       arrays, usually memory-mapped, joined along axis 0 to make the tensor: one part, or a Hugging
+                Face q, k, v triple that forms the original qkv
+    transposed  the part holds per-expert matrices as (E, in, out) (an already-dequantized Hugging Face
+                checkpoint) while the tensor is (E, out, in)
+    release     release(rows=None): hand back the source pages of rows [start, stop), or of the whole tensor,
+                once they have been widened and kept (or None)
+    """
+
+    dtype: str
+    parts: tuple
+    transposed: bool = False
+    release: Callable[..., None] | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        first = self.parts[0].shape
+        rows = sum(part.shape[0] for part in self.parts)
+        shape = (rows, *first[1:])
+        return (*shape[:-2], shape[-1], shape[-2]) if self.transposed else shape
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes on disk."""
+        return sum(part.nbytes for part in self.parts)
+
+    @property
+    def size(self) -> int:
+        return sum(part.size for part in self.parts)
+
+
+def widen_bf16(bits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """uint16 bfloat16 bit patterns -> float32, exactly (as `bf16_bits_to_f32`), in one pass with no temporary."""
+    if out is None:
+        out = np.empty(bits.shape, dtype=np.float32)
+    np.left_shift(bits, np.uint32(16), out=out.view(np.uint32), dtype=np.uint32)
+    return out
+
+
+def widen(dtype: str, array: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A stored array -> float32 values: BF16 bits widened exactly; F32 passed through (no copy unless `out`)."""
+    if dtype == "BF16":
+        return widen_bf16(array, out)
+    if dtype == "F32":
+        if out is None:
+            return np.asarray(array, dtype=np.float32)
+        out[...] = array
+        return out
+    raise ValueError(f"cannot widen a {dtype} tensor to float32")
+
+
+def is_dense_expert_stack(name: str, stored: Stored) -> bool:
+    """Dense expert weights (E, out, in) are widened one expert at a time, never as a whole."""
+    return stored.dtype != "U8" and name.endswith(DENSE_EXPERT_SUFFIXES)
+
+
+def widens(name: str, stored: Stored) -> bool:
+    """Whether `w[name]` makes a float32 copy of the whole tensor (the kind of tensor a cache can keep)."""
+    if stored.dtype == "U8" or is_dense_expert_stack(name, stored) or name == "embedding.weight":
+        return False  # raw MXFP4 parts; per-expert stacks; embedding rows are gathered per token
+    return not (stored.dtype == "F32" and len(stored.parts) == 1)  # a lone F32 part is used in place
+
+
+def cache_plan(stored: Mapping[str, Stored], budget_bytes: int) -> list[str]:
+    """The tensors to widen once and keep: in forward order, each that still fits in `budget_bytes` of float32."""
+    keep, used = [], 0
+    for name, tensor in stored.items():
+        cost = 4 * tensor.size
+        if widens(name, tensor) and used + cost <= budget_bytes:
+            keep.append(name)
+            used += cost
+    return keep
+
+
+class ExpertStack:
+    """Dense expert matrices, widened one expert at a time:  stack[e] -> (out, in) float32."""
+
+    def __init__(self, stored: Stored):
+        self.stored, self.shape, self.dtype = stored, stored.shape, np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, e) -> np.ndarray:
+        if not isinstance(e, (int, np.integer)):
+            raise TypeError("index an ExpertStack with one expert id")
+        matrix = widen(self.stored.dtype, self.stored.parts[0][e])  # (out, in), or (in, out) if transposed
+        # a contiguous (out, in) copy: x @ W.T then runs exactly as for an MXFP4 expert, to the same bits
+        return np.ascontiguousarray(matrix.T) if self.stored.transposed else matrix
+
+    def __array__(self, dtype=None, copy=None):
+        """All experts at once, (E, out, in) float32: large; for inspection only."""
+        whole = np.stack([self[e] for e in range(len(self))])
+        return whole if dtype is None else whole.astype(dtype)
+
+
+class LazyWeights(Mapping):
+    """A checkpoint's tensors under their original names, widened to float32 only when used.
+
+    w[name] holds what `random_weights` would: float32 for BF16/F32 tensors, the raw (memory-mapped) uint8 array
+    for MXFP4 parts; dense expert weights come as an `ExpertStack`. Names in `keep` are widened on first use and
+    kept (their source pages released); any other tensor is widened each time it is asked for, then dropped.
+    `rows` and `matmul_t` serve the embedding and unembedding without widening them whole.
+    `w[name] = array` replaces a tensor (kept until deleted with `del`). `on_first_use(name, nbytes)`, if
+    set, is called the first time each tensor is touched: a progress hook.
+    """
+
+    def __init__(self, stored: Mapping[str, Stored], keep=(), chunk_bytes: int = 64 * 2**20):
+        self.stored, self.keep, self.chunk_bytes = dict(stored), frozenset(keep), chunk_bytes
+        self.on_first_use: Callable[[str, int], None] | None = None
+        self._kept: dict[str, np.ndarray] = {}
+        self._overrides: dict[str, np.ndarray] = {}
+        self._touched: set[str] = set()
+
+    # -- the mapping ----------------------------------------------------------------------------------------
+
+    def __getitem__(self, name: str):
+        found = self._ready(name)
+        if found is not None:
+            return found
+        stored = self._touch(name)
+        if stored.dtype == "U8":
+            return stored.parts[0]
+        if is_dense_expert_stack(name, stored):
+            return ExpertStack(stored)
+        if name not in self.keep:
+            return self._widen_whole(stored)
+        self._kept[name] = array = self._widen_and_release(stored)
+        return array
+
+    def __setitem__(self, name: str, value) -> None:
+        self._overrides[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self._overrides[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self._overrides or name in self.stored
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.stored
+        yield from (name for name in self._overrides if name not in self.stored)
+
+    def __len__(self) -> int:
+        return len(self.stored) + sum(name not in self.stored for name in self._overrides)
+
+    # -- partial access -------------------------------------------------------------------------------------
+
+    def rows(self, name: str, ids: np.ndarray) -> np.ndarray:
+        """W[ids] as float32, widening only those rows:  (T,) -> (T, cols)."""
+        found = self._ready(name)
+        if found is not None:
+            return np.asarray(found[ids], dtype=np.float32)
+        stored = self._touch(name)
+        if len(stored.parts) == 1 and not stored.transposed:
+            return widen(stored.dtype, stored.parts[0][ids])
+        return self._widen_whole(stored)[ids]
+
+    def matmul_t(self, x: np.ndarray, name: str) -> np.ndarray:
+        """x W^T in float32 for a 2-D W (rows, cols): (..., cols) -> (..., rows); W widened in row chunks
+        unless it is kept (the first call then widens and keeps it)."""
+        if name in self.keep or name in self._overrides:
+            return (x @ self[name].T).astype(np.float32)
+        stored = self._touch(name)
+        if len(stored.parts) != 1 or stored.transposed or stored.dtype == "F32":
+            return (x @ self._widen_whole(stored).T).astype(np.float32)
+        weight = stored.parts[0]  # (rows, cols) bf16 bits
+        rows, cols = weight.shape
+        step = max(1, self.chunk_bytes // (4 * cols))
+        out = np.empty((*x.shape[:-1], rows), dtype=np.float32)
+        buffer = np.empty((min(step, rows), cols), dtype=np.float32)  # one widened chunk, reused
+        for start in range(0, rows, step):
+            stop = min(start + step, rows)
+            chunk = widen(stored.dtype, weight[start:stop], out=buffer[:stop - start])  # (stop - start, cols)
+            out[..., start:stop] = x @ chunk.T
+        return out
+
+    # -- bookkeeping ----------------------------------------------------------------------------------------
+
+    @property
+    def kept_bytes(self) -> int:
+        """Private memory held by widened tensors kept so far."""
+        return sum(array.nbytes for array in self._kept.values())
+
+    def planned_bytes(self) -> int:
+        """Private memory the kept tensors will hold once all have been used."""
+        return sum(4 * self.stored[name].size for name in self.keep)
+
+    def _ready(self, name: str):
+        if name in self._overrides:
+            return self._overrides[name]
+        return self._kept.get(name)
+
+    def _touch(self, name: str) -> Stored:
+        try:
+            stored = self.stored[name]
+        except KeyError:
+            raise KeyError(f"no tensor named {name!r} in this checkpoint") from None
+        if name not in self._touched:
+            self._touched.add(name)
+            if self.on_first_use is not None:
+                self.on_first_use(name, stored.nbytes)
+        return stored
+
+    def _widen_and_release(self, stored: Stored) -> np.ndarray:
+        """Widen a tensor to keep, handing its source pages back chunk by chunk (never both copies whole)."""
+        if len(stored.parts) != 1 or stored.transposed or stored.release is None:
+            array = self._widen_whole(stored)
+        else:
+            part = stored.parts[0]
+            array = np.empty(stored.shape, dtype=np.float32)
+            step = max(1, self.chunk_bytes // max(1, 4 * part[:1].size))
+            for start in range(0, len(part), step):
+                stop = min(start + step, len(part))
+                widen(stored.dtype, part[start:stop], out=array[start:stop])
+                stored.release((start, stop))
+        if stored.release is not None:
+            stored.release()
+        return array
+
+    @staticmethod
+    def _widen_whole(stored: Stored) -> np.ndarray:
+        if len(stored.parts) == 1:
+            return widen(stored.dtype, stored.parts[0])
+        out = np.empty(stored.shape, dtype=np.float32)
+        start = 0
+        for part in stored.parts:
+            widen(stored.dtype, part, out=out[start:start + len(part)])
+            start += len(part)
+        return out
+
+
+def gather_rows(weights: Mapping, name: str, ids: np.ndarray) -> np.ndarray:
+    """weights[name][ids] as float32 (T, cols), widening only those rows when the weights are lazy."""
+    if isinstance(weights, LazyWeights):
+        return weights.rows(name, ids)
+    return weights[name][ids].astype(np.float32)
+
+
+def matmul_transposed(x: np.ndarray, weights: Mapping, name: str) -> np.ndarray:
+    """x weights[name]^T as float32:  (..., cols) -> (..., rows), in row chunks when the weights are lazy."""
+    if isinstance(weights, LazyWeights):
+        return weights.matmul_t(x, name)
+    return (x @ weights[name].T).astype(np.float32)
