@@ -10,10 +10,13 @@ and exit status 2.
 
 import argparse
 import sys
+import time
+from contextlib import contextmanager
 
 import numpy as np
 from rich.columns import Columns
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -40,7 +43,44 @@ def load_model(weights, console: Console):
     path = weights or minigptoss.TINY_WEIGHTS
     with console.status(f"loading {path}"):
         model = minigptoss.load(path)
+    if model.checkpoint is not None and model.checkpoint.file_bytes > 2**30:  # a real-sized model: say what it costs
+        console.print(checkpoint_summary(model), highlight=False)
     return model, path
+
+
+def checkpoint_summary(model, tokens: int = 256) -> str:
+    """What load() found, and the memory a pass over `tokens` tokens will need, before it starts."""
+    from .checkpoint import memory_estimate
+
+    info, gib = model.checkpoint, 2**30
+    need = memory_estimate(model.config, model.weights, tokens)
+    return (f"found {info.how} ({info.layout} layout, {len(info.files)} file(s), {info.file_bytes / 1e9:.1f} GB). "
+            f"A {tokens}-token pass needs about {need.resident / gib:.1f} GiB: {need.experts_mapped / gib:.1f} GiB of "
+            f"experts mapped from disk (reclaimable), {need.kept / gib:.1f} GiB of float32 weights kept, "
+            f"{(need.other_mapped + need.working) / gib:.1f} GiB working memory.")
+
+
+@contextmanager
+def first_touch_progress(model, console: Console):
+    """A progress bar while the weights are first touched (paged in from disk, widened to float32)."""
+    weights = model.weights
+    if not hasattr(weights, "on_first_use") or model.checkpoint is None or model.checkpoint.file_bytes < 2**30:
+        yield
+        return
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
+                        console=console, transient=True)
+    task = progress.add_task("reading weights", total=sum(stored.nbytes for stored in weights.stored.values()))
+
+    def touched(name: str, nbytes: int) -> None:
+        where = f"layer {name.split('.')[1]}" if name.startswith("block.") else name.split(".")[0]
+        progress.update(task, advance=nbytes, description=f"reading weights ({where})")
+
+    weights.on_first_use = touched
+    try:
+        with progress:
+            yield
+    finally:
+        weights.on_first_use = None
 
 
 def get_tokenizer(vocab_size: int):
@@ -129,16 +169,26 @@ def cmd_run(args, console: Console) -> None:
                   f"{model.config.num_experts} experts (top-{model.config.experts_per_token}), "
                   f"vocabulary {model.config.vocab_size}")
     with minigptoss.capture("blocks.*.resid_*", "blocks.*.attn.out", "blocks.*.attn.sink_mass",
-                            "blocks.*.moe.out", "blocks.*.moe.router.*") as cache:
+                            "blocks.*.moe.out", "blocks.*.moe.router.*") as cache, first_touch_progress(model, console):
+        start = time.perf_counter()
         logits = model.forward(tokens)
+        seconds = time.perf_counter() - start
+    console.print(f"forward pass: {len(tokens)} tokens in {seconds:.2f} s ({seconds / len(tokens):.3f} s/token)")
     console.print(tokens_view(tokens, tokenizer))
     console.print(layers_table(model.config, cache))
     console.print(router_table(model.config, cache, tokens, tokenizer))
     console.print(top_tokens_table(logits[-1], tokenizer, args.top))
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (and exit status 2), like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minigptoss", description="Run and inspect gpt-oss in pure NumPy.")
+    parser = OneLineParser(prog="minigptoss", description="Run and inspect gpt-oss in pure NumPy.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="one forward pass: tokens, per-layer summary, router, next token")
     run.add_argument("--weights", metavar="DIR", help="checkpoint folder (default: the bundled tiny_weights)")
@@ -147,6 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--tokens", help="prompt as comma-separated token ids instead of text")
     run.add_argument("--top", type=int, default=10, help="how many next-token candidates to show")
     run.set_defaults(handler=cmd_run)
+    # step: the step-through debugger; its arguments and handler live in step.py (imported here, not at the top,
+    # because step.py uses this module's helpers).
+    from .step import add_step_parser
+
+    add_step_parser(commands)
+    # generate and chat: talking to the model; arguments and handlers live in chat.py (imported here for the
+    # same reason).
+    from .chat import add_chat_parsers
+
+    add_chat_parsers(commands)
     return parser
 
 
@@ -159,7 +219,7 @@ def main(argv=None) -> int:
     try:
         args.handler(args, console)
     except (UsageError, ConfigError, CheckpointError, ValueError) as error:
-        Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {error}", highlight=False)
         return 2
     except KeyboardInterrupt:
         return 130

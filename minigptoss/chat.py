@@ -1,0 +1,558 @@
+"""`minigptoss generate` and `minigptoss chat`: talk to the model in the terminal.
+
+    minigptoss generate [-p TEXT] [--harmony] [sampling flags]     continue a prompt, streaming
+    minigptoss chat [--system TEXT] [sampling flags]               an interactive harmony chat
+
+Sampling flags, shared: --weights DIR, -n/--max-tokens N, --temp/--temperature T, --top-p P, --top-k K,
+--seed S, --reasoning low|medium|high. The defaults are OpenAI's recommendation for gpt-oss (temperature 1.0,
+top-p 1.0, no top-k), which is also what ollama's gpt-oss model uses; `--temp 0` is greedy and deterministic.
+
+The pieces, pure (testable without a terminal) first:
+    StreamDecoder   token ids -> text as soon as it is decodable (a UTF-8 character split over tokens waits)
+    HarmonyTracker  follows a harmony completion token by token: which message and channel each piece of text
+                    belongs to, and the moment the output stops being valid harmony
+    Stats           prefill and decode timing (tokens/s)
+and the terminal part: Out (styled streaming output), ChannelView (analysis dimmed between "Thinking..." and
+"...done thinking.", final plain), run_turn, chat_loop, cmd_generate, cmd_chat, add_chat_parsers.
+
+The model math lives elsewhere: this module only calls `model.generate` (sampling.py) and harmony.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import random
+import sys
+import time
+import unicodedata
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.text import Text
+
+from .cli import DEFAULT_PROMPT, UsageError, get_tokenizer, load_model
+from .harmony import (
+    END_TOKENS,
+    REASONING_EFFORTS,
+    DeveloperMessage,
+    Message,
+    SystemMessage,
+    parse_completion,
+    render_conversation,
+    stop_tokens,
+)
+
+# Defaults, and why (also in --help):
+DEFAULT_TEMPERATURE = 1.0  # OpenAI's gpt-oss README: "We recommend sampling with temperature=1.0 and top_p=1.0"
+DEFAULT_TOP_P = 1.0  # (ollama's gpt-oss model sets the same; llama.cpp's generic 0.8 / top-k 40 are not for gpt-oss)
+DEFAULT_REASONING = "medium"  # harmony's and ollama's default
+GENERATE_MAX_TOKENS = 128  # a NumPy forward pass is slow on the real models: a short default, -n -1 for no limit
+CHAT_MAX_TOKENS = 1024  # room for the analysis and the answer; Ctrl-C stops a long one
+HEADER_LIMIT = 64  # a message header longer than this (no <|message|> yet) is not harmony: show the raw text
+CHAT_COMMANDS = "/exit or /quit (or Ctrl-D) quits, /reset clears the history, /help shows this"
+
+
+# ---------------------------------------------------------------- pure: decoding, channel tracking, timing
+
+
+class StreamDecoder:
+    """Token ids -> text, incrementally: bytes that end inside a multi-byte UTF-8 character are held until the
+    next token completes it; bytes that can never be valid UTF-8 become U+FFFD (as tokenizer.decode does).
+    Special tokens decode to their names (`<|start|>`)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._special = {tokenizer.encode_single_token(name) for name in tokenizer.special_tokens_set}
+
+    def is_special(self, token: int) -> bool:
+        return int(token) in self._special
+
+    def feed(self, token: int) -> str:
+        """The text that became decodable with this token (may be "")."""
+        return self._utf8.decode(self.tokenizer.decode_single_token_bytes(int(token)))
+
+    def flush(self) -> str:
+        """Whatever is still held, as U+FFFD (the character was never completed); the decoder starts afresh."""
+        return self._utf8.decode(b"", final=True)
+
+
+class HarmonyTracker:
+    """Follows a harmony completion (what the model writes after `<|start|>assistant`) token by token.
+
+    feed(token) returns a list of events, in order:
+        ("message", Message)   a header was completed by <|message|>: role, channel, recipient (content "")
+        ("text", str)          content text of the current message
+        ("end", name)          the current message ended with <|end|>, <|return|> or <|call|>
+        ("broken", reason)     the output stopped being valid harmony; from here on everything is
+        ("raw", str)           raw decoded text (the first "raw" repeats the unparsed text so far)
+    Headers are checked with harmony.parse_completion itself, so the tracker and the parser agree.
+    """
+
+    def __init__(self, tokenizer, header_limit: int = HEADER_LIMIT):
+        self.tokenizer, self.header_limit = tokenizer, header_limit
+        self.tokens: list[int] = []
+        self.state = "header"  # header | content | between (after <|end|>) | broken
+        self.segment_start = 0  # where the not-yet-displayed part (the current header) begins in self.tokens
+        self.message: Message | None = None
+        self.decoder = StreamDecoder(tokenizer)
+        special = tokenizer.encode_single_token
+        self._start, self._body = special("<|start|>"), special("<|message|>")
+        self._ends = {special(name): name for name in END_TOKENS}
+
+    @property
+    def broken(self) -> bool:
+        return self.state == "broken"
+
+    def feed(self, token: int) -> list[tuple]:
+        t = int(token)
+        self.tokens.append(t)
+        if self.state == "broken":
+            return self._text("raw", self.decoder.feed(t))
+        if self.state == "content":
+            if t in self._ends:
+                self.state, self.segment_start = "between", len(self.tokens)
+                return [*self._text("text", self.decoder.flush()), ("end", self._ends[t])]
+            return self._text("text", self.decoder.feed(t))
+        if self.state == "between":
+            if t == self._start:
+                self.state = "header"
+                return []
+            return self._break(f"expected <|start|> after the message, got {self.tokenizer.decode([t])!r}")
+        if t == self._body:  # the header is complete: read it the way parse_completion does
+            try:
+                self.message = parse_completion(self.tokens, self.tokenizer)[-1]
+            except (ValueError, IndexError) as error:
+                return self._break(str(error) or "unreadable message header")
+            self.state, self.segment_start = "content", len(self.tokens)
+            return [("message", self.message)]
+        if t in self._ends:
+            return self._break(f"{self._ends[t]} inside a message header")
+        if len(self.tokens) - self.segment_start > self.header_limit:
+            return self._break(f"no <|message|> after {self.header_limit} header tokens")
+        return []
+
+    def finish(self) -> list[tuple]:
+        """Events for the end of the output: text still held by the decoder, or an unfinished header."""
+        if self.state == "header" and len(self.tokens) > self.segment_start:
+            return self._break("it ended inside a message header") + self._text("raw", self.decoder.flush())
+        return self._text("raw" if self.broken else "text", self.decoder.flush())
+
+    def _break(self, reason: str) -> list[tuple]:
+        self.state, self.decoder = "broken", StreamDecoder(self.tokenizer)
+        raw = "".join(self.decoder.feed(t) for t in self.tokens[self.segment_start:])
+        return [("broken", reason), *self._text("raw", raw)]
+
+    @staticmethod
+    def _text(kind: str, text: str) -> list[tuple]:
+        return [(kind, text)] if text else []
+
+
+@dataclass
+class Stats:
+    """Timing of one generation: the prefill (the prompt in one forward pass, ending with the first new token)
+    and the decode (one forward pass per further token)."""
+
+    prompt_tokens: int
+    new_tokens: int = 0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    stop: str = "max tokens"  # or the stop token's name, or "interrupted"
+    seed: int | None = None  # shown when sampling is random, so the run can be repeated
+
+    def summary(self) -> str:
+        decoded = max(self.new_tokens - 1, 0)
+        parts = [f"{self.new_tokens} new tokens, stopped at {self.stop}",
+                 f"prefill {self.prompt_tokens} tokens in {self.prefill_seconds:.3f} s "
+                 f"({rate(self.prompt_tokens, self.prefill_seconds)} tok/s)",
+                 f"decode {decoded} tokens in {self.decode_seconds:.3f} s ({rate(decoded, self.decode_seconds)} tok/s)"]
+        if self.seed is not None:
+            parts.append(f"seed {self.seed}")
+        return " · ".join(parts)
+
+
+def rate(tokens: int, seconds: float) -> str:
+    return f"{tokens / seconds:.1f}" if tokens and seconds > 0 else "-"
+
+
+def timed(generator, stats: Stats):
+    """Yield from a `generate` iterator, adding the time of the first step to stats.prefill_seconds and of the
+    others to stats.decode_seconds (time spent by the caller, e.g. printing, is not counted)."""
+    while True:
+        start = time.perf_counter()
+        token = next(generator, None)
+        elapsed = time.perf_counter() - start
+        if stats.new_tokens == 0:
+            stats.prefill_seconds += elapsed
+        else:
+            stats.decode_seconds += elapsed
+        if token is None:
+            return
+        stats.new_tokens += 1
+        yield token
+
+
+def visible(text: str) -> str:
+    """Text safe to print: control characters other than newline and tab (the random model writes ESC, CR,
+    NUL, ...) shown as escapes like \\x1b instead of acting on the terminal."""
+    return "".join(ch if ch in "\n\t" or unicodedata.category(ch) != "Cc" else ch.encode("unicode_escape").decode()
+                   for ch in text)
+
+
+@dataclass
+class Sampling:
+    """The sampling flags, as model.generate takes them."""
+
+    max_new_tokens: int
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = DEFAULT_TOP_P
+    top_k: int | None = None
+    seed: int | None = None
+
+    @classmethod
+    def from_args(cls, args) -> Sampling:
+        seed = args.seed
+        if seed is None and args.temperature > 0:
+            seed = random.SystemRandom().randrange(2**32)  # a fresh seed, printed so the run can be repeated
+        return cls(sys.maxsize if args.max_tokens == -1 else args.max_tokens, args.temperature, args.top_p,
+                   args.top_k or None, seed)
+
+    def kwargs(self, seed: int | None) -> dict:
+        return dict(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+                    top_k=self.top_k, seed=seed)
+
+    def describe(self) -> str:
+        if self.temperature == 0:
+            return "greedy (temperature 0)"
+        top_k = f", top-k {self.top_k}" if self.top_k else ""
+        return f"temperature {self.temperature}, top-p {self.top_p}{top_k}, seed {self.seed}"
+
+
+# ---------------------------------------------------------------- terminal output
+
+
+class Out:
+    """Streaming, styled output on a rich Console: text as it arrives, no wrapping added, no markup."""
+
+    def __init__(self, console: Console):
+        self.console, self.at_line_start = console, True
+
+    def write(self, text: str, style: str = "") -> None:
+        if text:
+            self.console.print(Text(visible(text), style=style), end="", soft_wrap=True, highlight=False)
+            self.at_line_start = text.endswith("\n")
+
+    def newline(self) -> None:
+        if not self.at_line_start:
+            self.write("\n")
+
+    def note(self, text: str) -> None:
+        self.newline()
+        self.write(f"({text})\n", "dim italic")
+
+
+class ChannelView:
+    """Shows HarmonyTracker events: the analysis dimmed between "Thinking..." and "...done thinking.", the final
+    answer plainly, other channels dimmed under a [channel to=recipient] label, broken output dimmed after a note."""
+
+    def __init__(self, out: Out):
+        self.out, self.message = out, None
+
+    def show(self, events) -> None:
+        for kind, value in events:
+            if kind == "message":
+                self.begin(value)
+            elif kind == "text":
+                self.out.write(value, "" if self.channel == "final" else "dim")
+            elif kind == "end":
+                self.end(value)
+            elif kind == "broken":
+                self.out.note(f"the output is not valid harmony: {value}; the raw text follows")
+            elif kind == "raw":
+                self.out.write(value, "dim")
+
+    @property
+    def channel(self) -> str | None:
+        return self.message.channel if self.message else None
+
+    def begin(self, message: Message) -> None:
+        self.message = message
+        self.out.newline()
+        if message.channel == "analysis":
+            self.out.write("Thinking...\n", "dim")
+        elif message.channel != "final" or message.recipient:
+            to = f" to={message.recipient}" if message.recipient else ""
+            self.out.write(f"[{message.channel or 'no channel'}{to}]\n", "dim")
+
+    def end(self, name: str) -> None:
+        self.out.newline()
+        if name == "<|call|>":
+            self.out.note(f"a tool call to {self.message.recipient}: minigptoss has no tools, so the turn ends here")
+        elif self.channel == "analysis":
+            self.out.write("...done thinking.\n\n", "dim")
+
+
+def run_turn(model, tokenizer, prompt: list[int], sampling: Sampling, seed: int | None, out: Out,
+             stats: Stats) -> HarmonyTracker:
+    """Generate one assistant turn after a harmony prompt, streaming it through a ChannelView, until <|return|>
+    or <|call|> (not <|end|>: the analysis message ends with it and the final one follows) or max tokens.
+    Returns the tracker, which holds the tokens; KeyboardInterrupt propagates (stats are filled so far)."""
+    tracker, view = HarmonyTracker(tokenizer), ChannelView(out)
+    generated = model.generate(prompt, **sampling.kwargs(seed), stop_tokens=stop_tokens(tokenizer))
+    for token in timed(generated, stats):
+        view.show(tracker.feed(token))
+    view.show(tracker.finish())
+    stats.stop = stop_name(tokenizer, tracker.tokens, stats.stop)
+    out.newline()
+    return tracker
+
+
+def stop_name(tokenizer, tokens: list[int], default: str) -> str:
+    """The name of the stop token the output ended with (<|return|>, <|call|>, <|end|>), else `default`."""
+    name = tokenizer.decode(tokens[-1:])
+    return name if name in END_TOKENS else default
+
+
+def final_answer(tracker: HarmonyTracker) -> str | None:
+    """The content of the last complete final-channel message, for the history (None if there is none, or the
+    output was not valid harmony)."""
+    if tracker.broken:
+        return None
+    try:
+        messages = parse_completion(tracker.tokens, tracker.tokenizer)
+    except ValueError:
+        return None
+    finals = [m.content for m in messages if m.channel == "final" and m.end is not None and not m.recipient]
+    return finals[-1] if finals else None
+
+
+def system_messages(reasoning: str, instructions: str | None) -> list:
+    """The system message (with the reasoning effort) and, with --system, a developer message."""
+    messages = [SystemMessage(reasoning_effort=reasoning)]
+    return messages + [DeveloperMessage(instructions)] if instructions else messages
+
+
+# ---------------------------------------------------------------- the commands
+
+
+def cmd_generate(args, console: Console) -> None:
+    """`minigptoss generate`: stream a continuation of the prompt; timing on stderr."""
+    if not args.harmony and (args.reasoning is not None or args.system is not None):
+        raise UsageError("--reasoning/--system need --harmony: a raw prompt has no system message")
+    sampling = Sampling.from_args(args)
+    model, _ = load_model(args.weights, console)
+    tokenizer = get_tokenizer(model.config.vocab_size)
+    text = args.prompt if args.prompt is not None else DEFAULT_PROMPT
+    out, errors = Out(console), Console(stderr=True, highlight=False)
+    if args.harmony:
+        conversation = [*system_messages(args.reasoning or DEFAULT_REASONING, args.system), Message("user", text)]
+        prompt = render_conversation(conversation, tokenizer)
+    else:
+        prompt = tokenizer.encode(text, allowed_special="all")
+    stats = Stats(len(prompt), seed=sampling.seed if sampling.temperature > 0 else None)
+    try:
+        if args.harmony:
+            run_turn(model, tokenizer, prompt, sampling, sampling.seed, out, stats)
+        else:
+            out.write(text, "bold")
+            stream_raw(model, tokenizer, prompt, sampling, out, stats)
+    except KeyboardInterrupt:
+        stats.stop = "interrupted"
+        out.newline()
+        errors.print(stats.summary(), style="dim", markup=False, soft_wrap=True)
+        raise
+    out.newline()
+    errors.print(stats.summary(), style="dim", markup=False, soft_wrap=True)
+
+
+def stream_raw(model, tokenizer, prompt: list[int], sampling: Sampling, out: Out, stats: Stats) -> None:
+    """Print the continuation as it is generated (special tokens by name, dimmed); stops at the default stop
+    tokens of model.generate (<|return|>, <|call|>, <|end|>) or max tokens."""
+    decoder, tokens = StreamDecoder(tokenizer), []
+    for token in timed(model.generate(prompt, **sampling.kwargs(sampling.seed)), stats):
+        tokens.append(token)
+        if decoder.is_special(token):
+            out.write(decoder.flush())
+            out.write(decoder.feed(token), "dim")
+        else:
+            out.write(decoder.feed(token))
+    out.write(decoder.flush())
+    stats.stop = stop_name(tokenizer, tokens, stats.stop)
+
+
+def cmd_chat(args, console: Console, read_line=None) -> None:
+    """`minigptoss chat`: load the model and talk to it until /exit, /quit, Ctrl-D or Ctrl-C."""
+    sampling = Sampling.from_args(args)
+    model, path = load_model(args.weights, console)
+    tokenizer = get_tokenizer(model.config.vocab_size)
+    out = Out(console)
+    out.write(f"minigptoss chat on {path}: {model.config.num_hidden_layers} layers, vocabulary "
+              f"{model.config.vocab_size}, reasoning {args.reasoning}, {sampling.describe()}\n", "bold")
+    if tokenizer.n_vocab != 201088:
+        out.write("This is a tiny model with random weights: expect gibberish, often not even valid harmony.\n",
+                  "dim")
+    out.write(f"Type a message; {CHAT_COMMANDS}.\n", "dim")
+    chat_loop(model, tokenizer, sampling, out, read_line or terminal_reader(console),
+              system_messages(args.reasoning, args.system))
+
+
+def terminal_reader(console: Console):
+    """A read_line(prompt) for the terminal: readline editing and history when stdin is a terminal; otherwise
+    (piped input) each line is echoed after the prompt, so the output reads like the session it was."""
+    interactive = sys.stdin.isatty()
+    if interactive:
+        try:
+            import readline  # noqa: F401  (line editing and history for input())
+        except ImportError:
+            pass
+
+    def read_line(prompt: str) -> str:
+        console.file.flush()
+        line = input(prompt)
+        if not interactive:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        return line
+
+    return read_line
+
+
+def chat_loop(model, tokenizer, sampling: Sampling, out: Out, read_line, system: list) -> None:
+    """Read a line, answer it, repeat. The history keeps the user's messages and the final answers (harmony
+    drops earlier analysis anyway); Ctrl-C during an answer stops it, at the prompt it quits."""
+    history: list[Message] = []
+    seeds = random.Random(sampling.seed)  # one seed per turn, all from --seed: a seeded session repeats exactly
+    while True:
+        try:
+            line = read_line(">>> ").strip()
+        except (EOFError, KeyboardInterrupt):  # Ctrl-D, Ctrl-C: the terminal left the cursor after the prompt
+            out.write("\nbye\n", "dim")
+            return
+        if line in ("/exit", "/quit", "/bye"):
+            out.write("bye\n", "dim")
+            return
+        if line in ("/reset", "/clear"):
+            history.clear()
+            out.write("(history cleared)\n", "dim italic")
+            continue
+        if line in ("/help", "/?"):
+            out.write(f"{CHAT_COMMANDS}.\n", "dim")
+            continue
+        if not line:
+            continue
+        conversation = [*history, Message("user", line)]
+        prompt = render_conversation([*system, *conversation], tokenizer)
+        stats = Stats(len(prompt))
+        try:
+            tracker = run_turn(model, tokenizer, prompt, sampling, seeds.randrange(2**32), out, stats)
+        except KeyboardInterrupt:
+            stats.stop = "interrupted"
+            out.note("interrupted: this turn is not kept")
+            out.write(stats.summary() + "\n", "dim")
+            continue
+        answer = final_answer(tracker)
+        if answer is None:
+            out.note("no final answer: the history keeps only your message")
+        history = conversation + ([Message("assistant", answer, channel="final")] if answer is not None else [])
+        out.write(stats.summary() + "\n", "dim")
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def add_chat_parsers(commands) -> None:
+    """Register `minigptoss generate` and `minigptoss chat` on the CLI's subparsers (called from cli.build_parser)."""
+    generate = commands.add_parser(
+        "generate", help="continue a prompt, streaming the tokens, and print tokens/s",
+        description="Continue a prompt, printing each token as it is generated, then the prefill and decode "
+                    "speed (tokens/s) on stderr. The prompt is raw text, NOT a chat: it goes to the model as is "
+                    "(names of special tokens such as <|start|> become those tokens). With --harmony it is "
+                    "instead sent as a user message in the harmony chat format, as `chat` does for one turn.")
+    generate.add_argument("-p", "--prompt", help=f"the prompt (default: {DEFAULT_PROMPT!r})")
+    generate.add_argument("--harmony", "--chat-format", dest="harmony", action="store_true",
+                          help="wrap the prompt as a harmony user message (system message, --system) and show "
+                               "the analysis and final channels, like one turn of `chat`")
+    add_sampling_flags(generate, GENERATE_MAX_TOKENS, reasoning_default=None)
+    generate.set_defaults(handler=cmd_generate)
+
+    chat = commands.add_parser(
+        "chat", help="an interactive chat in the harmony format",
+        description="Chat with the model in the harmony format: each turn is rendered with a system message "
+                    "(reasoning effort) and your --system instructions, and generated until <|return|> or "
+                    "<|call|>. The analysis channel is shown dimmed, the final answer plainly, both as they "
+                    "stream. The history keeps your messages and the final answers. Commands: "
+                    f"{CHAT_COMMANDS}; Ctrl-C stops an answer, and quits at the prompt. After each answer: the prefill "
+                    "and decode speed in tokens/s.")
+    add_sampling_flags(chat, CHAT_MAX_TOKENS, reasoning_default=DEFAULT_REASONING)
+    chat.set_defaults(handler=cmd_chat)
+
+
+def add_sampling_flags(parser: argparse.ArgumentParser, max_tokens: int, reasoning_default: str | None) -> None:
+    parser.add_argument("--weights", metavar="DIR", help="checkpoint folder (default: the bundled tiny_weights, "
+                                                         "a random model that writes gibberish)")
+    parser.add_argument("--system", "--developer", dest="system", metavar="TEXT",
+                        help="instructions for the model (harmony puts them in the developer message)"
+                             + ("; only with --harmony" if reasoning_default is None else ""))
+    parser.add_argument("--reasoning", choices=REASONING_EFFORTS, default=reasoning_default,
+                        help="reasoning effort in the system message (default: medium)"
+                             + ("; only with --harmony" if reasoning_default is None else ""))
+    parser.add_argument("-n", "--max-tokens", type=max_tokens_arg, default=max_tokens, metavar="N",
+                        help=f"stop after N new tokens, -1 for no limit (default: {max_tokens}; a pure-NumPy "
+                             "forward pass is slow on the real models)")
+    parser.add_argument("--temp", "--temperature", dest="temperature", type=temperature_arg,
+                        default=DEFAULT_TEMPERATURE, metavar="T",
+                        help=f"sampling temperature; 0 = greedy, deterministic (default: {DEFAULT_TEMPERATURE}, "
+                             "OpenAI's recommendation for gpt-oss, as in ollama's gpt-oss model; the random tiny "
+                             "model writes gibberish either way, and 0 or --seed makes it repeatable)")
+    parser.add_argument("--top-p", type=top_p_arg, default=DEFAULT_TOP_P, metavar="P",
+                        help=f"nucleus sampling: keep the most likely tokens up to probability P "
+                             f"(default: {DEFAULT_TOP_P} = off, OpenAI's recommendation for gpt-oss)")
+    parser.add_argument("--top-k", type=top_k_arg, default=0, metavar="K",
+                        help="keep only the K most likely tokens; 0 = off (default: 0)")
+    parser.add_argument("--seed", type=int, metavar="S",
+                        help="random seed, for repeatable sampling (default: a fresh one, printed with the stats)")
+    parser.error = one_line_error(parser)
+
+
+def one_line_error(parser: argparse.ArgumentParser):
+    """parser.error that prints one line (not the usage block) and exits with status 2, like cli.main's errors."""
+
+    def error(message: str):
+        parser.exit(2, f"error: {parser.prog}: {message}\n")
+
+    return error
+
+
+def _number(text: str, kind, what: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def max_tokens_arg(text: str) -> int:
+    value = _number(text, int, "a whole number of tokens (-1 for no limit)")
+    if value < -1:
+        raise argparse.ArgumentTypeError(f"must be >= 0, or -1 for no limit, got {value}")
+    return value
+
+
+def temperature_arg(text: str) -> float:
+    value = _number(text, float, "a number >= 0")
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def top_p_arg(text: str) -> float:
+    value = _number(text, float, "a probability in (0, 1]")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def top_k_arg(text: str) -> int:
+    value = _number(text, int, "a whole number (0 = off)")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 = off), got {value}")
+    return value

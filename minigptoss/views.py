@@ -1,0 +1,545 @@
+"""What the step-through debugger shows for each piece of gpt-oss, as rich renderables.
+
+`render_step(session, step, ...)` builds one screen: where we are (layer, positions, sliding or full), the
+piece's equation, the source of the functions that compute it, its input and output tensors (shape, dtype,
+statistics, a small heatmap or sparkline), and a view made for the piece (`VIEWS[step.kind]`).
+
+Everything here reads the tensors a `capture()` recorded (plus the config and the tokenizer); nothing reruns
+the model. Two deliberate exceptions: the MXFP4 view decodes one stored block of the checkpoint by hand
+(bytes -> nibbles -> table values -> times the scale), which is its point, and the RoPE view shows the angles
+as recorded rope.inv_freq times the positions. `session` is a `step.Session` (model, tokenizer, tokens, cache).
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from rich.columns import Columns
+from rich.console import Group
+from rich.panel import Panel
+from rich.rule import Rule
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from . import attention, model, moe, mxfp4, rmsnorm, rope, router, swiglu
+from .cli import token_text, tokens_view, top_tokens_table
+from .config import RMS_NORM_EPS, SWIGLU_ALPHA, yarn_ramp_bounds
+from .render import SEQUENTIAL, format_number, heatmap, sparkline, tensor_stats
+
+TITLES = {"tokens": "tokens", "embed": "embedding", "norm": "RMSNorm", "qkv": "QKV projection",
+          "rope": "RoPE (YaRN)", "attn": "attention with sinks", "attn_out": "attention output + residual",
+          "router": "router", "mxfp4": "experts' first projection (MXFP4 weights)", "swiglu": "SwiGLU (clamped)",
+          "mlp2": "experts' second projection", "moe": "MoE combine + residual", "output": "unembedding: logits"}
+
+# For each kind of step, the functions that compute it: (function, None) for all of it, or
+# (function, needles) for its lines from the first to the last holding one of the needles.
+SOURCES = {
+    "tokens": [(model.forward, ("positions = np.arange",))],
+    "embed": [(model.forward, ('"embedding.weight"',))],
+    "norm": [(rmsnorm.rms, None), (rmsnorm.rms_norm, None)],
+    "qkv": [(model.attention_block, ("qkv = t @", "q, k, v = split_qkv")), (attention.split_qkv, None)],
+    "rope": [(rope.inverse_frequencies, None), (rope.apply_rope, None)],
+    "attn": [(attention.attention_scores, None), (attention.sink_softmax, None), (attention.attend, None)],
+    "attn_out": [(model.attention_block, ("out = z @",)), (model.attention_block, ("return x + out",))],
+    "router": [(router.router_logits, None), (router.route, None)],
+    "mxfp4": [(mxfp4.decode_mxfp4, None), (moe.grouped_linear, None)],
+    "swiglu": [(swiglu.swiglu, None)],
+    "mlp2": [(model.moe_block, ("expert_out = grouped_linear",)), (moe.MXFP4Experts.matrix, None)],
+    "moe": [(moe.combine, None), (model.moe_block, ("return x + out",))],
+    "output": [(model.forward, ('w["norm.scale"]', '"unembedding.weight"'))],
+}
+
+
+def equation(kind: str, config, layer: int | None) -> str:
+    """The math of one kind of step, with this model's constants filled in."""
+    c = config
+    window = (f"and i - j < {c.sliding_window}" if layer is not None and c.is_sliding(layer) else "(full)")
+    return {
+        "tokens": "text -> token ids (T,) with the tokenizer;  positions = 0 .. T-1",
+        "embed": "x_t = E[token_t]        E = embedding.weight (V, H)\nnot scaled, not tied to the unembedding",
+        "norm": f"y = x / sqrt(mean(x^2) + {RMS_NORM_EPS:g}) * g\nno centring, no bias, the gain g used as stored",
+        "qkv": f"qkv = t W_qkv^T + b_qkv\nq = the first {c.num_attention_heads}*{c.head_dim} columns, "
+               f"k = the next {c.num_key_value_heads}*{c.head_dim}, v = the rest (heads of {c.head_dim})",
+        "rope": "x1' = x1 cos(a) - x2 sin(a)       x2' = x2 cos(a) + x1 sin(a)\n"
+                "(x1, x2) = the two halves of each q and k head (not v);  a_ti = position_t * inv_freq_i\n"
+                "cos and sin are both multiplied by c = 1 + 0.1 ln(s)",
+        "attn": f"s_hij = q_hi . k_kv(h),j / sqrt({c.head_dim})   -inf unless j <= i {window}\n"
+                "p_hij = exp(s_hij) / (sum_j' exp(s_hij') + exp(S_h))     S_h: the sink\n"
+                f"z_hi  = sum_j p_hij v_kv(h),j                kv(h) = floor(h / {c.queries_per_kv_head})",
+        "attn_out": "attn_out = z W_out^T + b_out\nx <- x + attn_out   (the residual stream)",
+        "router": f"g = t W_gate^T + b_gate        ids = the {c.experts_per_token} largest entries of g\n"
+                  f"weights = softmax(g[ids]), over those {c.experts_per_token} only",
+        "mxfp4": "h_tk = W1[e] t_t + b1[e]   e = expert_ids[t, k]   (2I rows: gate, linear, gate, ...)\n"
+                 "W1[e] is stored in MXFP4:  w[32g + i] = FP4[code_i] * 2^(scale_g - 127)",
+        "swiglu": f"glu = min(h[0::2], {c.swiglu_limit:g})     lin = clip(h[1::2], -{c.swiglu_limit:g}, "
+                  f"{c.swiglu_limit:g})\nu = glu * sigmoid({SWIGLU_ALPHA} glu) * (lin + 1)",
+        "mlp2": "y_tk = W2[e] u_tk + b2[e]      e = expert_ids[t, k]\n"
+                "W2 is MXFP4 too; the bias is added before the router weight",
+        "moe": "MoE(t) = sum_k weight_tk y_tk\nx <- x + MoE(t)   (the residual stream)",
+        "output": "logits = RMSNorm(x; norm.scale) W_unembed^T\nno bias, no soft-capping",
+    }[kind]
+
+
+# -- shared pieces ----------------------------------------------------------------------------------------------
+
+def source_of(func, needles=None) -> tuple[str, int, str]:
+    """(code, first line number, "file.py:line name") of a function, or of the lines between needles."""
+    lines, start = inspect.getsourcelines(func)
+    if needles:
+        hits = [i for i, line in enumerate(lines) if any(needle in line for needle in needles)]
+        if hits:
+            lines, start = lines[hits[0]:hits[-1] + 1], start + hits[0]
+    label = f"{Path(inspect.getsourcefile(func)).name}:{start}  {func.__qualname__}"
+    return textwrap.dedent("".join(lines)).rstrip(), start, label
+
+
+def source_panel(kind: str) -> Panel:
+    """The source lines of the functions that compute this kind of step."""
+    parts = []
+    for func, needles in SOURCES[kind]:
+        code, start, label = source_of(func, needles)
+        parts += [Text(label, style="bold cyan"),
+                  Syntax(code, "python", line_numbers=True, start_line=start, word_wrap=True,
+                         theme="ansi_dark", background_color="default")]
+    return Panel(Group(*parts), title="source", title_align="left")
+
+
+def titled(title: str, table: Table) -> Group:
+    """A table under a title line of its own (a table's own title would wrap to the table's width)."""
+    return Group(Text(title, style="italic"), table)
+
+
+def rms_per_row(array: np.ndarray) -> np.ndarray:
+    """Root-mean-square of each row over the last axis (a display statistic): (T, H) -> (T,)."""
+    values = np.asarray(array, dtype=np.float64)
+    return np.sqrt(np.mean(np.square(values), axis=-1))
+
+
+def compact_picture(array: np.ndarray, cells: int):
+    """A sparkline (1-D) or a heatmap of at most 4 rows (rows = first axis), `cells` wide; None if not numeric."""
+    array = np.asarray(array)
+    if array.size == 0 or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        return None
+    values = array.astype(np.float64)
+    if values.ndim <= 1:
+        return sparkline(values.reshape(-1), width=max(4, 2 * cells))
+    return heatmap(values.reshape(values.shape[0], -1), max_rows=4, max_cols=max(2, cells))
+
+
+def tensor_summary(role: str, name: str, array: np.ndarray) -> Text:
+    """role + name, shape and dtype, min/max, mean/std (and how many entries are masked)."""
+    array = np.asarray(array)
+    stats = tensor_stats(array)
+    text = Text.assemble((f"{role} ", "dim"), (name, "bold"), "\n", (f"{tuple(array.shape)} {array.dtype}", "cyan"),
+                         "\n", f"min {format_number(stats['min'])}  max {format_number(stats['max'])}", "\n",
+                         f"mean {format_number(stats['mean'])}  std {format_number(stats['std'])}")
+    if stats["non_finite"]:
+        text.append(f"\n{stats['non_finite']} masked (-inf)", style="dim")
+    return text
+
+
+def tensors_panel(session, step, width: int) -> Panel:
+    """The step's recorded inputs and outputs (summary + picture) and the checkpoint tensors it uses."""
+    rows = [("in", name) for name in step.inputs] + [("out", name) for name in step.outputs]
+    rows = [(role, name) for role, name in rows if name in session.cache]
+    summaries = [tensor_summary(role, name, session.cache[name]) for role, name in rows]
+    left = max((len(line) for s in summaries for line in s.plain.split("\n")), default=20)
+    cells = max(4, (width - 4 - left - 2) // 2)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for (role, name), summary in zip(rows, summaries):
+        grid.add_row(summary, compact_picture(session.cache[name], cells) or "")
+    parts = [grid]
+    used = [name for name in step.weights if name in session.weights]
+    if used:
+        lines = Text("weights  ", style="dim")
+        for i, name in enumerate(used):
+            shape, kind = weight_info(session.weights, name)
+            lines.append(("\n         " if i else "") + f"{name} {shape} {kind}")
+        parts.append(lines)
+    return Panel(Group(*parts), title="inputs and outputs", title_align="left")
+
+
+def weight_info(weights, name: str) -> tuple[tuple[int, ...], str]:
+    """(shape, dtype as stored) of a checkpoint tensor, without reading it when the weights are lazy."""
+    stored = getattr(weights, "stored", {}).get(name)  # LazyWeights: the checkpoint's view, not widened
+    if stored is not None:
+        return tuple(stored.shape), "MXFP4 bytes" if stored.dtype == "U8" else stored.dtype
+    array = weights[name]
+    return tuple(array.shape), "MXFP4 bytes" if array.dtype == np.uint8 else str(array.dtype)
+
+
+def where_text(session, step) -> Text:
+    """Which layer (sliding or full) and which token positions this step is about."""
+    c, T = session.config, len(session.tokens)
+    if step.layer is None:
+        layer = "before the blocks" if step.kind in ("tokens", "embed") else "after the blocks"
+    else:
+        kind = f"sliding, window {c.sliding_window}" if c.is_sliding(step.layer) else "full causal"
+        layer = f"layer {step.layer} of {c.num_hidden_layers} ({kind})"
+    return Text.assemble((layer, "bold yellow"), " · ", f"positions 0..{T - 1} ({T} tokens)",
+                         " · ", ("piece ", "dim"), (step.piece, "bold"))
+
+
+def render_step(session, step, index: int, total: int, width: int = 80, top: int = 10) -> Group:
+    """One full screen for `step`: where, equation, source, tensors, and the piece's own view."""
+    title = f"[bold]step {index + 1}/{total} · {step.name}[/]"
+    if TITLES[step.kind] != step.name:
+        title += f" · {TITLES[step.kind]}"
+    parts = [Rule(title, characters="━"),
+             where_text(session, step),
+             Panel(Text(equation(step.kind, session.config, step.layer)), title="equation", title_align="left"),
+             source_panel(step.kind),
+             tensors_panel(session, step, width)]
+    view = VIEWS[step.kind](session, step, width, top=top)
+    if view is not None:
+        parts.append(Panel(view, title=f"[bold]{TITLES[step.kind]}[/]", title_align="left", border_style="green"))
+    return Group(*parts)
+
+
+def token_label(session, position: int) -> str:
+    """The display text of the token at `position`."""
+    return token_text(session.tokenizer, session.tokens[position])
+
+
+def last_rows(count: int, limit: int) -> tuple[range, str]:
+    """The last `limit` of `count` positions, and a note saying so when some are left out."""
+    shown = range(max(0, count - limit), count)
+    return shown, (f"(last {len(shown)} of {count} positions)" if len(shown) < count else "")
+
+
+# -- one view per kind of step ----------------------------------------------------------------------------------
+
+def view_tokens(session, step, width: int, top: int = 10):
+    """The text, split into tokens with their ids."""
+    text = session.tokenizer.decode(session.tokens)
+    return Group(Text.assemble(("text ", "dim"), repr(text)), tokens_view(session.tokens, session.tokenizer))
+
+
+def view_embed(session, step, width: int, top: int = 10):
+    """Which rows of the embedding the tokens picked, and their sizes."""
+    x = session.cache["embed"]
+    norms = rms_per_row(x)
+    return Group(Text(f"x_t is row token_t of embedding.weight {weight_info(session.weights, 'embedding.weight')[0]}: "
+                      f"rows {', '.join(map(str, session.tokens[:12]))}{', …' if len(session.tokens) > 12 else ''}"),
+                 Text.assemble(("rms per token  ", "dim"), sparkline(norms, width=min(len(norms), width - 40)),
+                               f"  {format_number(norms.min())} .. {format_number(norms.max())}"))
+
+
+def view_norm(session, step, width: int, top: int = 10):
+    """The RMS of each token's vector before and after the norm."""
+    before, after = rms_per_row(session.cache[step.inputs[0]]), rms_per_row(session.cache[step.outputs[0]])
+    rows, note = last_rows(len(before), 8)
+    table = Table(box=None, padding=(0, 2))
+    for column in ("pos", "token", "rms before", "rms after"):
+        table.add_column(column, justify="left" if column == "token" else "right")
+    for t in rows:
+        table.add_row(str(t), token_label(session, t), f"{before[t]:.4f}", f"{after[t]:.4f}")
+    spark = max(4, min(len(before), width - 40))
+    lines = [Text.assemble((f"{label:<11}", "dim"), sparkline(values, width=spark),
+                           f"  {format_number(values.min())} .. {format_number(values.max())}")
+             for label, values in (("before", before), ("after", after))]
+    return Group(titled(f"RMS over the hidden size, per token {note}", table), Text("all positions:", style="dim"),
+                 *lines,
+                 Text("after ≈ rms of the gain g (each vector is first scaled to rms 1)", style="dim"))
+
+
+def view_qkv(session, step, width: int, top: int = 10):
+    """How the fused projection's rows split into query, key and value heads, and which share."""
+    c, name = session.config, step.name.removesuffix(".qkv")
+    nq, nkv, d = c.num_attention_heads, c.num_key_value_heads, c.head_dim
+    table = Table(box=None, padding=(0, 2))
+    for column in ("part", "columns of qkv", "heads x size", "rms"):
+        table.add_column(column)
+    start = 0
+    for part, heads in (("q", nq), ("k", nkv), ("v", nkv)):
+        array = session.cache[f"{name}.{part}"]
+        table.add_row(part, f"{start} .. {start + heads * d - 1}", f"{heads} x {d}",
+                      format_number(float(np.sqrt(np.mean(np.square(array, dtype=np.float64))))))
+        start += heads * d
+    return Group(table, gqa_text(c))
+
+
+def gqa_text(config) -> Text:
+    """Which query heads read which key/value head (grouped-query attention)."""
+    kv = attention.kv_head_of(config.num_attention_heads, config.num_key_value_heads)
+    groups = [f"kv{g} <- q{np.flatnonzero(kv == g)[0]}..q{np.flatnonzero(kv == g)[-1]}"
+              for g in range(config.num_key_value_heads)]
+    return Text("grouped-query attention: " + ",  ".join(groups), style="cyan")
+
+
+def view_rope(session, step, width: int, top: int = 10):
+    """The frequencies (which dims YaRN kept, which it stretched), the angles, the concentration factor."""
+    c, cache = session.config, session.cache
+    inv_freq, positions = cache["rope.inv_freq"], cache["positions"]
+    base = 1.0 / rope.base_frequencies(c).astype(np.float64)  # 1 / theta^(2i/d): before YaRN
+    low, high = yarn_ramp_bounds(c)
+    last = int(positions[-1])
+    table = Table(box=None, padding=(0, 1))
+    for column in ("i", "1/theta^(2i/d)", "inv_freq", "stretch", "YaRN", "wavelength", f"angle @{last}"):
+        table.add_column(column, justify="right")
+    for i, f in enumerate(inv_freq.astype(np.float64)):
+        stretch = base[i] / f
+        if c.rope_scaling_factor <= 1 or i <= low:
+            what = "kept"
+        elif i >= high:
+            what = f"/{c.rope_scaling_factor:g}"
+        else:
+            what = f"ramp {(i - low) / (high - low):.2f}"
+        table.add_row(str(i), f"{base[i]:.4g}", f"{f:.4g}", f"x{stretch:.3g}", what,
+                      f"{2 * np.pi / f:.4g}", f"{last * f:.4g}")
+    magnitude = float(np.hypot(cache["rope.cos"], cache["rope.sin"]).mean())
+    c_formula = rope.concentration(c)
+    lines = [Text(f"YaRN ramp: dims i <= {low:.2f} keep their frequency, i >= {high:.2f} are divided by "
+                  f"s = {c.rope_scaling_factor:g}, in between they blend", style="dim"),
+             Text(f"concentration c = 1 + 0.1 ln({c.rope_scaling_factor:g}) = {c_formula:.4f};  recorded "
+                  f"|(cos, sin)| = {magnitude:.4f};  every q.k logit is scaled by c^2 = {c_formula ** 2:.3f}")]
+    return Group(titled(f"each head's pairs (i, i+{c.head_dim // 2}), rotated by angle position * inv_freq_i", table),
+                 *lines)
+
+
+PROB_LEVELS = (0.05, 0.15, 0.35, 0.6)  # probability below each level -> · ░ ▒ ▓ ; at or above the last -> █
+PROB_CHARS = "·░▒▓█"
+
+
+def prob_cell(p: float) -> tuple[str, str]:
+    """(character, colour) of one attention probability; every allowed cell shows at least '·'."""
+    char = PROB_CHARS[int(np.searchsorted(PROB_LEVELS, p, side="right"))]
+    palette = SEQUENTIAL[3:]  # skip the darkest colours: they vanish on a dark terminal
+    return char, palette[min(int(p * len(palette)), len(palette) - 1)]
+
+
+def head_grid(probs: np.ndarray, sink_mass: np.ndarray, mask: np.ndarray, queries: range, keys: range) -> Text:
+    """One head's pattern: a row per query, the sink's mass, '│', then one cell per key (blank = masked)."""
+    text = Text()
+    for row, i in enumerate(queries):
+        text.append(*prob_cell(float(sink_mass[i])))
+        text.append("│", style="dim")
+        for j in keys:
+            text.append(*prob_cell(float(probs[i, j]))) if mask[i, j] else text.append(" ")
+        if row < len(queries) - 1:
+            text.append("\n")
+    return text
+
+
+def shown_heads(config) -> list[int]:
+    """All heads when there are at most 16; otherwise the first query head of each key/value head."""
+    nq = config.num_attention_heads
+    return list(range(nq)) if nq <= 16 else list(range(0, nq, config.queries_per_kv_head))
+
+
+def pattern_size(width: int, T: int) -> int:
+    """How many queries (and keys) each head's grid shows so that four heads fit across `width`."""
+    return max(1, min(T, 64, max(8, (width - 4 - 6) // 4 - 2)))
+
+
+def view_attn(session, step, width: int, top: int = 10):
+    """Each head's attention pattern (sink column, window band), the sink mass per query, the GQA groups."""
+    c, cache = session.config, session.cache
+    probs, sink_mass, mask = (cache[f"{step.name}.{key}"] for key in ("probs", "sink_mass", "mask"))
+    T, Tk = mask.shape
+    n = pattern_size(width, T)
+    queries, keys = range(T - n, T), range(Tk - n, Tk)
+    kv = attention.kv_head_of(c.num_attention_heads, c.num_key_value_heads)
+    heads = shown_heads(c)
+    grids = [Group(Text(f"h{h} kv{kv[h]}", style="bold"), head_grid(probs[h], sink_mass[h], mask, queries, keys))
+             for h in heads]
+    window = (f"outside the window of {c.sliding_window}" if c.is_sliding(step.layer) else "")
+    legend = Text(f"rows: queries {queries[0]}..{queries[-1]} top to bottom;  first column: the sink's mass, then │, "
+                  f"then keys {keys[0]}..{keys[-1]}" + (f" (keys 0..{keys[0] - 1} off-screen)" if keys[0] else "")
+                  + f";  blank = masked (future{' or ' + window if window else ''});  "
+                  f"· ░ ▒ ▓ █ = p < .05 .15 .35 .6 <= p", style="dim")
+    if len(heads) < c.num_attention_heads:
+        legend.append(f";  showing the first query head of each kv head ({len(heads)} of {c.num_attention_heads})")
+    return Group(Columns(grids, padding=(0, 2)), legend, sink_table(session, step, heads, sink_mass, width),
+                 gqa_text(c))
+
+
+def sink_table(session, step, heads: list[int], sink_mass: np.ndarray, width: int) -> Table:
+    """Per head: its sink logit, and the probability mass it gave the sink (mean, last query, every query)."""
+    name = f"block.{step.layer}.attn.sinks"
+    sinks = session.weights[name] if name in session.weights else None  # (nq,): small
+    T = sink_mass.shape[1]
+    table = Table(box=None, padding=(0, 1))
+    for column in ("head", "kv", "sink S_h", "mean", f"q{T - 1}", "per query"):
+        table.add_column(column, justify="left" if column == "per query" else "right")
+    kv = attention.kv_head_of(session.config.num_attention_heads, session.config.num_key_value_heads)
+    spark = max(4, min(T, width - 46))
+    for h in heads:
+        table.add_row(f"h{h}", f"kv{kv[h]}", format_number(float(sinks[h])) if sinks is not None else "",
+                      f"{sink_mass[h].mean():.3f}", f"{sink_mass[h, -1]:.3f}", sparkline(sink_mass[h], width=spark))
+    return titled("sink mass per query (what the row gave the sink: 1 - its sum)", table)
+
+
+def residual_lines(session, names: list[tuple[str, str]], width: int) -> Group:
+    """Per-token RMS of a few recorded (T, ...) tensors (over everything but the token axis), as sparklines."""
+    lines = []
+    for label, name in names:
+        array = session.cache[name]
+        values = rms_per_row(array.reshape(array.shape[0], -1))
+        spark = sparkline(values, width=max(4, min(len(values), width - 40)))
+        lines.append(Text.assemble((f"{label:<14}", "dim"), spark,
+                                   f"  mean {format_number(values.mean())}"))
+    return Group(Text("RMS per token, all positions:", style="dim"), *lines)
+
+
+def view_attn_out(session, step, width: int, top: int = 10):
+    """How big the attention output is next to the residual stream it is added to."""
+    b = f"blocks.{step.layer}"
+    return residual_lines(session, [("x before", f"{b}.resid_pre"), ("attn out", f"{b}.attn.out"),
+                                    ("x after", f"{b}.resid_mid")], width)
+
+
+def view_router(session, step, width: int, top: int = 10):
+    """For each token its top-k experts and their weights; how many tokens each expert received."""
+    c, m = session.config, step.name.removesuffix(".router")
+    ids, weights = session.cache[f"{m}.router.expert_ids"], session.cache[f"{m}.router.weights"]
+    rows, note = last_rows(len(ids), 64)
+    table = Table(box=None, padding=(0, 2))
+    for column in ("pos", "token", "experts"):
+        table.add_column(column, justify="right" if column == "pos" else "left")
+    for t in rows:
+        table.add_row(str(t), token_label(session, t),
+                      "  ".join(f"e{int(e)} {float(w):.3f}" for e, w in zip(ids[t], weights[t])))
+    per_token = titled(f"top-{c.experts_per_token} experts per token, with weights {note}", table)
+    load = expert_load_view(moe.expert_load(ids, c.num_experts))
+    return Columns([per_token, load], padding=(0, 4)) if c.num_experts <= 16 else Group(per_token, load)
+
+
+def expert_load_view(load: np.ndarray):
+    """How many tokens each expert received: a bar per expert (up to 16 experts), else a wrapped list."""
+    if len(load) > 16:
+        text = Text()
+        for e, count in enumerate(load):
+            text.append(f"e{e}:{count}  ", style="dim" if count == 0 else "magenta")
+        idle = int(np.sum(load == 0))
+        return titled(f"tokens per expert ({idle} of {len(load)} received none)", text)
+    table = Table(box=None, padding=(0, 2))
+    for column in ("expert", "tokens", ""):
+        table.add_column(column, justify="left" if not column else "right")
+    for e, count in enumerate(load):
+        table.add_row(f"e{e}", str(int(count)), Text("█" * int(count), style="magenta"))
+    return titled("tokens per expert", table)
+
+
+def hand_decode(block: np.ndarray, scale_byte: int) -> dict:
+    """Decode one MXFP4 block step by step: 16 bytes -> 32 nibble codes -> FP4 table values -> times 2^(e - 127).
+
+    Element 2j is byte j's LOW nibble, element 2j+1 its HIGH nibble. Returns every intermediate.
+    """
+    block = np.asarray(block, dtype=np.uint8).reshape(mxfp4.BYTES_PER_BLOCK)
+    low, high = block & 0x0F, block >> 4
+    codes = np.empty(mxfp4.BLOCK_SIZE, dtype=np.uint8)
+    codes[0::2], codes[1::2] = low, high
+    values = mxfp4.FP4_VALUES[codes]
+    exponent = int(scale_byte) - mxfp4.SCALE_BIAS
+    scale = np.float32(np.nan) if scale_byte == mxfp4.NAN_SCALE else np.float32(2.0 ** exponent)
+    with np.errstate(over="ignore"):  # 6 * 2^127 is inf in float32, as decode_mxfp4 gives too
+        weights = (values * scale).astype(np.float32)
+    return {"bytes": block, "low": low, "high": high, "codes": codes, "values": values,
+            "exponent": exponent, "scale": scale, "weights": weights}
+
+
+def fp4_text(value: float) -> str:
+    """An FP4 table value with its sign, -0 included."""
+    return "-0" if value == 0 and np.signbit(value) else f"{value:+g}"
+
+
+def view_mxfp4(session, step, width: int, top: int = 10):
+    """The first block of row 0 of the first chosen expert's mlp1 in this layer, decoded by hand."""
+    n, w = step.layer, session.weights
+    prefix = f"block.{n}.mlp.mlp1_weight"
+    if f"{prefix}.blocks" not in w:
+        return Text("this checkpoint stores the experts already decoded (float), so there are no MXFP4 bytes to show")
+    e = int(session.cache[f"blocks.{n}.moe.router.expert_ids"][0, 0])
+    blocks, scales = w[f"{prefix}.blocks"], w[f"{prefix}.scales"]
+    scale_byte = int(scales[e, 0, 0])
+    d = hand_decode(blocks[e, 0, 0], scale_byte)
+    table = Table(box=None, padding=(0, 1))
+    for column in ("j", "byte", "low: code -> FP4 -> w[2j]", "high: code -> FP4 -> w[2j+1]"):
+        table.add_column(column, justify="right" if column in ("j", "byte") else "left")
+    for j, byte in enumerate(d["bytes"]):
+        cells = [f"w{2 * j + half}: {code:X} -> {fp4_text(float(d['values'][2 * j + half])):>4} -> "
+                 f"{d['weights'][2 * j + half]}" for half, code in ((0, d["low"][j]), (1, d["high"][j]))]
+        table.add_row(str(j), f"0x{byte:02X}", *cells)
+    check = mxfp4.decode_mxfp4(blocks[e, 0, 0:1], scales[e, 0, 0:1])
+    same = np.array_equal(check, d["weights"], equal_nan=True)
+    token = token_label(session, 0)
+    return Group(
+        Text(f"W1[{e}][0, 0:32]: expert {e} is token 0 ({token!r})'s first choice; row 0 of mlp1 is a gate row "
+             f"(rows alternate gate, linear); block 0 holds its weights for inputs 0..31"),
+        Text(f"stored at {prefix}.blocks[{e}, 0, 0] (16 bytes) and .scales[{e}, 0, 0] (1 byte):", style="dim"),
+        Text(f"  bytes {' '.join(f'{b:02X}' for b in d['bytes'])}   scale byte {scale_byte}", style="cyan"),
+        Text("byte j: its low nibble (right hex digit) is w[2j], its high nibble (left digit) w[2j+1]", style="dim"),
+        table,
+        Text(f"scale: byte {scale_byte} -> 2^({scale_byte} - 127) = 2^{d['exponent']} = {d['scale']}"),
+        Text("FP4 (E2M1) table: " + "  ".join(f"{code:X}:{fp4_text(float(v))}"
+                                              for code, v in enumerate(mxfp4.FP4_VALUES)), style="dim"),
+        Text(f"{'✓' if same else '✗'} decode_mxfp4 gives {'the same' if same else 'DIFFERENT'} 32 weights "
+             f"(W1[{e}][0, 0:32]); this expert's mlp1 has {blocks.shape[1]} rows x {blocks.shape[2]} blocks, "
+             f"4.25 bits per weight", style="green" if same else "bold red"))
+
+
+def view_swiglu(session, step, width: int, top: int = 10):
+    """How many activations the clamps touched (swiglu.clamped_counts), and where."""
+    c = session.config
+    h = session.cache[step.inputs[0]]
+    limit = c.swiglu_limit
+    gate_over, lin_out = swiglu.clamped_counts(h, limit)
+    per_half = h[..., 0::2].size
+    glu, lin = h[..., 0::2], h[..., 1::2]
+    lines = [Text(f"gate   values > {limit:g}:          {gate_over:>6} of {per_half}   (largest gate {glu.max():.4g})"),
+             Text(f"linear values outside ±{limit:g}:   {lin_out:>6} of {per_half}   (range {lin.min():.4g} .. "
+                  f"{lin.max():.4g})")]
+    hit = np.argwhere((glu > limit).any(-1) | (np.abs(lin) > limit).any(-1))  # (token, slot) pairs clamped
+    if len(hit):
+        ids = session.cache[f"blocks.{step.layer}.moe.router.expert_ids"]
+        where = ", ".join(f"pos {t} e{int(ids[t, k])}" for t, k in hit[:12])
+        lines.append(Text(f"clamped in: {where}{' …' if len(hit) > 12 else ''}", style="yellow"))
+    return Group(*lines)
+
+
+def view_mlp2(session, step, width: int, top: int = 10):
+    """Which experts ran their second projection, on how many rows."""
+    ids = session.cache[f"blocks.{step.layer}.moe.router.expert_ids"]
+    load = moe.expert_load(ids, session.config.num_experts)
+    used = ", ".join(f"e{e} x{int(load[e])}" for e in np.flatnonzero(load))
+    return Group(Text(f"grouped by expert, one product per expert: {used}"),
+                 residual_lines(session, [("|y| per token", f"blocks.{step.layer}.moe.expert_out")], width))
+
+
+def view_moe(session, step, width: int, top: int = 10):
+    """How the chosen experts' outputs were weighted and added to the residual stream."""
+    b = f"blocks.{step.layer}"
+    ids, weights = session.cache[f"{b}.moe.router.expert_ids"], session.cache[f"{b}.moe.router.weights"]
+    y = session.cache[f"{b}.moe.expert_out"]
+    rows, note = last_rows(len(ids), 6)
+    table = Table(box=None, padding=(0, 2))
+    for column in ("pos", "token", "experts", "rms MoE"):
+        table.add_column(column, justify="left" if column in ("token", "experts") else "right")
+    moe_rms = rms_per_row(session.cache[f"{b}.moe.out"])
+    for t in rows:
+        slots = "  ".join(f"e{int(e)} {float(w):.2f}x{rms_per_row(y[t, k]):.3g}"
+                          for k, (e, w) in enumerate(zip(ids[t], weights[t])))
+        table.add_row(str(t), token_label(session, t), slots, format_number(moe_rms[t]))
+    return Group(titled(f"per token: each chosen expert's weight x rms(y) {note}", table),
+                 residual_lines(session, [("x before", f"{b}.resid_mid"), ("MoE out", f"{b}.moe.out"),
+                                                 ("x after", f"{b}.resid_post")], width))
+
+
+def view_output(session, step, width: int, top: int = 10):
+    """The top next-token candidates after the last position, with their text and probabilities."""
+    logits = session.cache["logits"]
+    last = len(session.tokens) - 1
+    return Group(Text(f"after position {last} ({token_label(session, last)!r}):"),
+                 top_tokens_table(np.asarray(logits[-1], dtype=np.float64), session.tokenizer, top))
+
+
+VIEWS = {"tokens": view_tokens, "embed": view_embed, "norm": view_norm, "qkv": view_qkv, "rope": view_rope,
+         "attn": view_attn, "attn_out": view_attn_out, "router": view_router, "mxfp4": view_mxfp4,
+         "swiglu": view_swiglu, "mlp2": view_mlp2, "moe": view_moe, "output": view_output}
