@@ -11,7 +11,7 @@ Pieces, one module each: mxfp4, rmsnorm, rope, attention, router, swiglu, moe; c
 
 from pathlib import Path
 
-from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from .checkpoint import CheckpointError, write_checkpoint
 from .config import GPT_OSS_20B, GPT_OSS_120B, TINY, Config, ConfigError
 from .inspector import capture
 from .model import Model
@@ -42,10 +42,17 @@ def save(model: Model, path) -> None:
     write_checkpoint(path, model.config, model.weights)
 
 
+def o200k_harmony():
+    """gpt-oss's tokenizer as a `tiktoken.Encoding`, built offline from the packaged vocabulary."""
+    from .tokenizer import o200k_harmony as build
+
+    return build()
+
+
 def random_model(config: Config, seed: int = 0) -> Model:
     """A randomly initialised model, deterministic in `seed`, exactly representable in the on-disk format."""
     return Model(config, random_weights(config, seed))
 
 
-__all__ = ["Config", "ConfigError", "CheckpointError", "Model", "capture", "load", "save", "random_model",
+__all__ = ["Config", "ConfigError", "CheckpointError", "Model", "capture", "load", "save", "random_model", "o200k_harmony",
            "GPT_OSS_20B", "GPT_OSS_120B", "TINY", "TINY_WEIGHTS"]

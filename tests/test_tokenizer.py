@@ -235,3 +235,11 @@ def test_tokenizer_for():
     for bad in (0, 264, 201089, 300000):
         with pytest.raises(ValueError, match="vocab_size"):
             tk.tokenizer_for(bad)
+
+
+def test_public_entry_point():
+    import minigptoss
+
+    encoding = minigptoss.o200k_harmony()
+    assert encoding.name == "o200k_harmony" and encoding.n_vocab == 201088
+    assert encoding.encode("Hello world") == [13225, 2375]
