@@ -1,0 +1,216 @@
+"""Run the code of a walkthrough and compare what it prints with what the page shows.
+
+The convention (also in walkthroughs/README.md):
+
+- Every ```python block of a walkthrough runs, in order, in ONE namespace per file, with the current directory
+  set to the repository root. NumPy's print options are restored after each file, so a file's
+  `np.set_printoptions(...)` does not leak into the next.
+- A ```text block that follows a ```python block (only blank lines between) is that block's exact expected
+  stdout. Outputs are compared after stripping trailing whitespace from every line and blank lines at both ends.
+- A ```python block with no ```text block after it must print nothing: every printed number is on the page.
+- A bare ``` fence (no language) is a diagram or formula: shown, never run. Any other fence language, a ```text
+  block that follows no ```python block, or an indented fence is an error, so no code can hide from the check.
+- An exception is a mismatch like any other: the traceback becomes the block's actual output.
+
+    check_file(path)        -> [Mismatch]   (empty when the page is right)
+    updated_markdown(path)  -> the page with every ```text block rewritten from a fresh run (for authors)
+
+The test suite (tests/test_walkthroughs.py) only checks; tools/update_walkthroughs.py rewrites.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WALKTHROUGHS = Path(__file__).resolve().parent
+FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
+
+
+class WalkthroughFormatError(ValueError):
+    """A walkthrough whose fences break the convention (the message names the file and line)."""
+
+
+@dataclass
+class Block:
+    """One ```python block and the ```text block that shows its output (if any). Lines are 1-based."""
+
+    number: int  # 1, 2, ... among the python blocks of the file
+    line: int  # the line of the opening ```python fence
+    code: str
+    expected: str | None = None  # the text block's content; None when there is no text block
+    text_lines: tuple[int, int] | None = None  # (first, last) content lines of the text block, 0-based, end excl.
+    text_fence_line: int | None = None  # 0-based line of the text block's closing fence (for inserting)
+    code_end: int = 0  # 0-based line of the python block's closing fence
+
+
+@dataclass
+class Mismatch:
+    path: str
+    block: Block
+    expected: str
+    actual: str
+
+    def report(self) -> str:
+        where = f"{self.path}, python block {self.block.number} (line {self.block.line})"
+        shown = "(no ```text block: this block must print nothing)" if self.block.expected is None else self.expected
+        return (f"{where}: the output shown on the page is not what the code prints.\n"
+                f"--- code ---\n{self.block.code.rstrip()}\n"
+                f"--- expected (the page) ---\n{shown}\n"
+                f"--- actual (a fresh run) ---\n{self.actual}\n"
+                f"--- first differing line ---\n{first_difference(self.expected, self.actual)}\n"
+                f"(if the new output is right, run: python tools/update_walkthroughs.py {Path(self.path).name})")
+
+
+def normalize(output: str) -> str:
+    """Trailing whitespace stripped from every line, blank lines dropped at both ends."""
+    return "\n".join(line.rstrip() for line in output.splitlines()).strip("\n")
+
+
+def first_difference(expected: str, actual: str) -> str:
+    old, new = expected.splitlines(), actual.splitlines()
+    for i in range(max(len(old), len(new))):
+        a = old[i] if i < len(old) else "<no line>"
+        b = new[i] if i < len(new) else "<no line>"
+        if a != b:
+            return f"output line {i + 1}:\n  expected: {a}\n  actual:   {b}"
+    return "(none)"
+
+
+# -- parsing --------------------------------------------------------------------------------------------------
+
+def parse(markdown: str, path: str = "<walkthrough>") -> list[Block]:
+    """The python blocks of a page, each with its expected output; raises WalkthroughFormatError."""
+    lines = markdown.splitlines()
+    blocks: list[Block] = []
+    previous_python: Block | None = None  # a python block that may still receive a text block
+    i = 0
+    while i < len(lines):
+        match = FENCE.match(lines[i])
+        if not match:
+            if lines[i].strip():
+                previous_python = None  # prose between a python block and a text block breaks the pair
+            i += 1
+            continue
+        if match["indent"]:
+            raise WalkthroughFormatError(f"{path}:{i + 1}: indented code fence; fences must start at column 0 "
+                                         f"so that every block is checked")
+        fence, info = match["fence"], match["info"].strip()
+        end = i + 1
+        while end < len(lines) and not re.fullmatch(re.escape(fence[0]) + "{%d,}[ \t]*" % len(fence), lines[end]):
+            end += 1
+        if end == len(lines):
+            raise WalkthroughFormatError(f"{path}:{i + 1}: code fence is never closed")
+        content = "\n".join(lines[i + 1:end])
+        if info == "python":
+            previous_python = Block(number=len(blocks) + 1, line=i + 1, code=content + "\n", code_end=end)
+            blocks.append(previous_python)
+        elif info == "text":
+            if previous_python is None or previous_python.expected is not None:
+                raise WalkthroughFormatError(f"{path}:{i + 1}: a ```text block must come right after the "
+                                             f"```python block whose output it shows (use a bare ``` fence "
+                                             f"for diagrams)")
+            previous_python.expected = content
+            previous_python.text_lines = (i + 1, end)
+            previous_python.text_fence_line = end
+            previous_python = None
+        elif info == "":
+            previous_python = None
+        else:
+            raise WalkthroughFormatError(f"{path}:{i + 1}: fence language {info!r} is not checked; use python "
+                                         f"(run), text (its output) or a bare ``` fence (not code)")
+        i = end + 1
+    return blocks
+
+
+# -- running --------------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def walkthrough_environment():
+    """cwd = repository root, NumPy print options restored afterwards."""
+    old_cwd = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        with np.printoptions():
+            yield
+    finally:
+        os.chdir(old_cwd)
+
+
+def run(blocks: list[Block], path: str = "<walkthrough>") -> list[str]:
+    """Execute the blocks in order in one namespace; -> each block's stdout (a traceback if it raised)."""
+    namespace: dict = {"__name__": "__walkthrough__"}
+    outputs = []
+    with walkthrough_environment():
+        for block in blocks:
+            stdout = io.StringIO()
+            filename = f"{path}:block{block.number}(line {block.line})"
+            try:
+                code = compile(block.code, filename, "exec")
+                with contextlib.redirect_stdout(stdout):
+                    exec(code, namespace)
+            except Exception:  # noqa: BLE001 - any failure is reported as the block's output
+                stdout.write("".join(traceback.format_exc()))
+            outputs.append(stdout.getvalue())
+    return outputs
+
+
+def check_markdown(markdown: str, path: str = "<walkthrough>") -> list[Mismatch]:
+    """Every block whose (normalized) output differs from the page."""
+    blocks = parse(markdown, path)
+    mismatches = []
+    for block, output in zip(blocks, run(blocks, path)):
+        expected, actual = normalize(block.expected or ""), normalize(output)
+        if expected != actual:
+            mismatches.append(Mismatch(path, block, expected, actual))
+    return mismatches
+
+
+def check_file(path) -> list[Mismatch]:
+    path = Path(path)
+    return check_markdown(path.read_text(encoding="utf-8"), display_path(path))
+
+
+def display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+# -- rewriting (authors only) ---------------------------------------------------------------------------------
+
+def updated_markdown(markdown: str, path: str = "<walkthrough>") -> str:
+    """The page with each ```text block replaced by the fresh output; a text block is added after a python
+    block that prints but has none, and removed from one that now prints nothing."""
+    blocks = parse(markdown, path)
+    outputs = [normalize(output) for output in run(blocks, path)]
+    lines = markdown.splitlines()
+    # edit from the bottom up so earlier line numbers stay valid
+    for block, output in reversed(list(zip(blocks, outputs))):
+        new = output.splitlines()
+        if block.text_lines is not None:
+            first, last = block.text_lines
+            if new:
+                lines[first:last] = new
+            else:  # drop the whole text block, its fences and the blank lines before it
+                start = first - 1
+                while start - 1 > block.code_end and not lines[start - 1].strip():
+                    start -= 1
+                del lines[start:last + 1]
+        elif new:
+            lines[block.code_end + 1:block.code_end + 1] = ["", "```text", *new, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def walkthrough_files() -> list[Path]:
+    """The walkthroughs in reading order: walkthroughs/NN-*.md."""
+    return sorted(WALKTHROUGHS.glob("[0-9][0-9]-*.md"))
