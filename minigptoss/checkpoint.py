@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from . import hf
-from .config import Config, ConfigError
+from .config import Config, ConfigError, read_json
 from .mxfp4 import decode_mxfp4
 from .weights import LazyWeights, Stored, cache_plan, f32_to_bf16_bits, tensor_specs
 
@@ -257,20 +257,9 @@ def find_checkpoint(path) -> tuple[str, Path, str]:
     if not config_path.is_file():
         raise CheckpointError(f"{folder}: no config.json (expected a gpt-oss checkpoint folder: config.json + "
                               f"*.safetensors, or a downloaded model holding original/)")
-    if hf.is_hf_config(_read_json(config_path, ConfigError)):
+    if hf.is_hf_config(read_json(config_path)):
         return "hf", folder, f"a Hugging Face layout folder {folder}"
     return "original", folder, f"an original-layout folder {folder}"
-
-
-def _read_json(path: Path, error=CheckpointError):
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as problem:
-        raise error(f"{path}: cannot read the file ({problem.strerror})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as problem:
-        raise error(f"{path}: not valid JSON ({problem.msg} at line {problem.lineno})") from None
 
 
 def default_cache_budget() -> int:
@@ -339,7 +328,7 @@ def _open_original(folder: Path):
 
 def _open_hf(folder: Path):
     config_path = folder / "config.json"
-    config = hf.config_from_hf(_read_json(config_path, ConfigError), source=str(config_path))
+    config = hf.config_from_hf(read_json(config_path), source=str(config_path))
     where = _open_files(_hf_files(folder))
     dequantized = hf.is_dequantized(where)
     check_specs(where, hf.hf_tensor_specs(config, dequantized), config_path)
@@ -363,7 +352,7 @@ def _hf_files(folder: Path) -> list[Path]:
         if not files:
             raise CheckpointError(f"{folder}: no *.safetensors file next to config.json")
         return files
-    index = _read_json(index_path)
+    index = read_json(index_path, CheckpointError)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise CheckpointError(f"{index_path}: expected a 'weight_map' object of tensor name -> file name")

@@ -120,19 +120,23 @@ class Config:
 
     @classmethod
     def from_json(cls, path) -> "Config":
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path), source=str(path))
 
     def to_json(self, path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def read_json(path, error: type[Exception] = ConfigError):
+    """A JSON file's contents, or one `error` naming the file (unreadable, or not JSON)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as problem:
+        raise error(f"{path}: cannot read the file ({problem.strerror})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as problem:
+        raise error(f"{path}: not valid JSON ({problem.msg} at line {problem.lineno})") from None
 
 
 def yarn_ramp_bounds(config: Config) -> tuple[float, float]:

@@ -71,7 +71,7 @@ def round_to_bf16(x: np.ndarray) -> np.ndarray:
 
 # -- random initialisation ------------------------------------------------------------------------------------
 
-def _init_std(name: str, config: Config) -> tuple[float, float]:
+def init_std(name: str, config: Config) -> tuple[float, float]:
     """(mean, std) of a random tensor. Chosen so activations stay O(1) and a few SwiGLU inputs hit the clamp."""
     H, I, d = config.hidden_size, config.intermediate_size, config.head_dim
     if name.endswith(".scale"):
@@ -94,7 +94,7 @@ def random_weights(config: Config, seed: int) -> dict[str, np.ndarray]:
     for name, (dtype, shape) in tensor_specs(config).items():
         if name.endswith(".scales"):
             continue  # drawn together with its .blocks
-        mean, std = _init_std(name.removesuffix(".blocks"), config)
+        mean, std = init_std(name.removesuffix(".blocks"), config)
         if name.endswith(".blocks"):
             full_shape = (*shape[:-2], shape[-2] * BLOCK_SIZE)  # (E, out, in)
             values = rng.standard_normal(full_shape, dtype=np.float32) * np.float32(std)

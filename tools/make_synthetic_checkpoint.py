@@ -31,24 +31,11 @@ from minigptoss import hf
 from minigptoss.checkpoint import hf_shard_names, shard, write_hf_index, write_safetensors_stream
 from minigptoss.config import PRESETS, Config
 from minigptoss.mxfp4 import FP4_VALUES, decode_mxfp4
-from minigptoss.weights import f32_to_bf16_bits, tensor_specs
+from minigptoss.weights import f32_to_bf16_bits, init_std, tensor_specs
 
 VALUES_PER_CHUNK = 1 << 23  # bf16 values drawn at a time (32 MB of float32)
 FP4_RMS = float(np.sqrt(np.mean(FP4_VALUES ** 2)))  # uniform codes: 2.93
 SHARD_BYTES = 4.8e9  # transformers' conversion script cuts shards at 4.8 GB
-
-
-def spread(name: str, config: Config) -> tuple[float, float]:
-    """(mean, std) of a bf16 tensor, as in weights.random_weights: activations stay O(1)."""
-    if name.endswith(".scale"):
-        return 1.0, 0.1
-    if name.endswith("sinks") or name == "embedding.weight":
-        return 0.0, 1.0
-    if name.endswith("bias"):
-        return 0.0, 0.5 if "mlp1" in name else 0.1
-    if "attn.out.weight" in name:
-        return 0.0, (config.num_attention_heads * config.head_dim) ** -0.5
-    return 0.0, config.hidden_size ** -0.5
 
 
 def expert_scale_byte(name: str, config: Config) -> int:
@@ -72,7 +59,7 @@ def original_chunks(name: str, dtype: str, shape: tuple[int, ...], config: Confi
         for e in range(shape[0]):
             yield (base + generator(seed, name, e).integers(-1, 2, shape[1:])).astype(np.uint8)
         return
-    mean, std = spread(name, config)
+    mean, std = init_std(name, config)  # as random_weights draws them
     rng = generator(seed, name)
     row = math.prod(shape[1:])
     step = max(1, VALUES_PER_CHUNK // max(row, 1))
