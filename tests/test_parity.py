@@ -256,6 +256,19 @@ def test_parity_with_reference_through_kv_cache(path):
         pytest.fail(report, pytrace=False)
 
 
+@pytest.mark.parametrize("path", CASE_FILES, ids=[p.stem.removeprefix("parity_") for p in CASE_FILES])
+def test_cached_generation_equals_uncached_greedy(path):
+    """On every golden config: generate() through the KV cache picks the same tokens as re-running the whole
+    sequence each step (the prompt is the golden one, cut to 12 tokens to keep the uncached loop cheap)."""
+    model, _ = golden_model(path)
+    prompt = [int(t) for t in load_golden(path)["tokens"][:12]]
+    generated = list(model.generate(prompt, max_new_tokens=4, stop_tokens=[]))
+    tokens = list(prompt)
+    for _ in range(4):
+        tokens.append(int(np.argmax(model.forward(tokens)[-1])))
+    assert generated == tokens[len(prompt):]
+
+
 def test_tiny_weights_file_is_the_tiny_golden_model():
     """tiny_weights/ is the very checkpoint the tiny golden was computed from, and load() reproduces it."""
     golden = load_golden(GOLDEN_DIR / "parity_tiny.npz")
