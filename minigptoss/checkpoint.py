@@ -165,12 +165,6 @@ class SafetensorsFile:
         return self._map
 
 
-def map_safetensors(path) -> dict[str, tuple[str, np.ndarray]]:
-    """Memory-map every tensor of a safetensors file: -> {name: (dtype name, read-only array)}. No copy."""
-    file = SafetensorsFile(path)
-    return {name: (file.dtype(name), file.array(name)) for name in file.header}
-
-
 def header_bytes(specs: dict[str, tuple[str, tuple[int, ...]]]) -> bytes:
     """The length prefix and JSON header for tensors {name: (dtype, shape)} stored back to back, in order."""
     header, offset = {}, 0
@@ -294,12 +288,6 @@ def open_checkpoint(path, cache_bytes: int | None = None) -> tuple[Config, LazyW
     return config, weights, info
 
 
-def read_checkpoint(path) -> tuple[Config, LazyWeights]:
-    """A checkpoint folder (any layout, see `open_checkpoint`) -> (config, weights as in `weights.py`), checked."""
-    config, weights, _ = open_checkpoint(path)
-    return config, weights
-
-
 def _open_files(files: list[Path]) -> dict[str, SafetensorsFile]:
     """name -> the file holding it, refusing a name held twice."""
     where: dict[str, SafetensorsFile] = {}
@@ -402,21 +390,6 @@ def _layout_hint(where, specs) -> str:
     if ours_hf and not theirs_hf and where:
         return "; the files hold original names but config.json is in the Hugging Face format"
     return ""
-
-
-def check_tensors(stored: dict[str, tuple[str, np.ndarray]], config: Config, source: str) -> None:
-    """Every tensor the config needs is there with its dtype and shape, and nothing else is (original layout)."""
-    for name, (dtype, shape) in tensor_specs(config).items():
-        if name not in stored:
-            raise CheckpointError(f"{source}: tensor {name!r} is missing (expected {dtype} {list(shape)})")
-        got_dtype, array = stored[name]
-        if got_dtype != dtype or array.shape != shape:
-            raise CheckpointError(f"{source}: tensor {name!r} is {got_dtype} {list(array.shape)}, but "
-                                  f"config.json implies {dtype} {list(shape)}")
-    extra = [name for name in stored if name not in tensor_specs(config)]
-    if extra:
-        raise CheckpointError(f"{source}: unexpected tensor {extra[0]!r} for this config.json "
-                              f"({len(extra)} extra in all; is num_hidden_layers right?)")
 
 
 # -- memory -----------------------------------------------------------------------------------------------------
@@ -550,6 +523,6 @@ def write_hf_checkpoint(path, config: Config, weights, shards: int = 1, dequanti
 
 
 __all__ = ["CheckpointError", "ConfigError", "CheckpointInfo", "MemoryEstimate", "open_checkpoint",
-           "read_checkpoint", "write_checkpoint", "write_hf_checkpoint", "find_checkpoint", "map_safetensors",
+           "write_checkpoint", "write_hf_checkpoint", "find_checkpoint",
            "write_safetensors", "write_safetensors_stream", "read_safetensors_header", "memory_estimate",
            "default_cache_budget"]

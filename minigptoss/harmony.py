@@ -184,6 +184,7 @@ def parse_completion(tokens: list[int], tokenizer, role: str | None = "assistant
     messages: list[Message] = []
     header: list[int] | None = [] if role is not None else None  # None: expecting <|start|>
     content: list[int] | None = None  # not None: inside a message's text
+    current: dict = {}  # the header of the message whose text is being read
     for t in map(int, tokens):
         if content is not None:
             if t in ends:

@@ -43,7 +43,6 @@ import hashlib
 import importlib.resources
 import re
 from collections.abc import Collection, Iterable
-from pathlib import Path
 
 import tiktoken
 

@@ -51,9 +51,13 @@ def tensor_specs(config: Config) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 # -- bfloat16: the top 16 bits of a float32 -------------------------------------------------------------------
 
-def bf16_bits_to_f32(bits: np.ndarray) -> np.ndarray:
-    """uint16 bfloat16 bit patterns -> float32 (exact: append 16 zero bits)."""
-    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+def bf16_bits_to_f32(bits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """uint16 bfloat16 bit patterns -> float32 (exact: append 16 zero bits), in one pass, into `out` if given."""
+    bits = np.asarray(bits, dtype=np.uint16)
+    if out is None:
+        out = np.empty(bits.shape, dtype=np.float32)
+    np.left_shift(bits, np.uint32(16), out=out.view(np.uint32), dtype=np.uint32)
+    return out
 
 
 def f32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
@@ -145,18 +149,10 @@ class Stored:
         return sum(part.size for part in self.parts)
 
 
-def widen_bf16(bits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """uint16 bfloat16 bit patterns -> float32, exactly (as `bf16_bits_to_f32`), in one pass with no temporary."""
-    if out is None:
-        out = np.empty(bits.shape, dtype=np.float32)
-    np.left_shift(bits, np.uint32(16), out=out.view(np.uint32), dtype=np.uint32)
-    return out
-
-
 def widen(dtype: str, array: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """A stored array -> float32 values: BF16 bits widened exactly; F32 passed through (no copy unless `out`)."""
     if dtype == "BF16":
-        return widen_bf16(array, out)
+        return bf16_bits_to_f32(array, out)
     if dtype == "F32":
         if out is None:
             return np.asarray(array, dtype=np.float32)
