@@ -6,16 +6,19 @@
         logits = model.forward([72, 101, 108, 108, 111])
     cache.show("blocks.0.attn.probs")
 
-Pieces, one module each: mxfp4, rmsnorm, rope, attention, router, swiglu, moe; composed in model.py.
+The package root is the model: one module per piece (mxfp4, rmsnorm, rope, attention, router, swiglu, moe),
+composed in model.py, with config, kvcache, sampling and the inspector; NumPy only. Around it, folders by role:
+fast/ (kernels held to the root's definitions), checkpoint/ (files), text/ (tokenizers, harmony), views/
+(renderables), cli/ (the commands). This file is the public API that joins them.
 """
 
 from pathlib import Path
 
-from .checkpoint import CheckpointError, write_checkpoint
+from .checkpoint import CheckpointError, open_checkpoint, random_weights, write_checkpoint
 from .config import GPT_OSS_20B, GPT_OSS_120B, TINY, Config, ConfigError
-from .inspector import capture
 from .model import Model
-from .weights import random_weights
+from .text.tokenizer import o200k_harmony as _o200k_harmony
+from .views.capture import capture
 
 __version__ = "0.1.0"
 
@@ -29,10 +32,8 @@ def load(path, cache_bytes: int | None = None) -> Model:
     openai/gpt-oss-20b or -120b (its original/ is read), or the Hugging Face layout (sharded, MXFP4 or already
     dequantized experts). `model.checkpoint` says which it found (.layout, .how, .files). Names, dtypes and
     shapes are checked against the config first. bf16 tensors are widened to float32 when used, and kept
-    within `cache_bytes` (default min(6 GiB, RAM/4)); see `checkpoint.py` for the policy.
+    within `cache_bytes` (default min(6 GiB, RAM/4)); see `checkpoint/files.py` for the policy.
     """
-    from .checkpoint import open_checkpoint
-
     config, weights, info = open_checkpoint(path, cache_bytes)
     return Model(config, weights, checkpoint=info)
 
@@ -44,9 +45,7 @@ def save(model: Model, path) -> None:
 
 def o200k_harmony():
     """gpt-oss's tokenizer as a `tiktoken.Encoding`, built offline from the packaged vocabulary."""
-    from .tokenizer import o200k_harmony as build
-
-    return build()
+    return _o200k_harmony()
 
 
 def random_model(config: Config, seed: int = 0) -> Model:

@@ -3,7 +3,6 @@
     with capture("blocks.0.*", "logits") as cache:
         logits = model.forward(tokens)
     cache["blocks.0.attn.probs"]          # (nq, T, T) float32
-    cache.show("blocks.0.attn.probs")     # rich summary: shape, stats, values, heatmap
 
 Names are dotted and stable (TransformerLens style): `embed`, `rope.cos`, `blocks.3.attn.probs`,
 `blocks.3.moe.router.expert_ids`, `blocks.3.resid_post`, `norm`, `logits` (see `model.py` for the full list).
@@ -11,8 +10,8 @@ Patterns use shell wildcards (`fnmatch`): `*` matches dots too, so "blocks.*.att
 
 With no capture open, `record` returns at once: nothing is stored or copied, and the numbers never change
 (recorded arrays are read-only views of the values the forward pass goes on using). A name recorded twice
-under one capture (a second forward pass) keeps the newest value. What it does not do: render (see
-`render.py`) or recompute anything.
+under one capture (a second forward pass) keeps the newest value. What it does not do: render (views/capture.py
+gives the public `minigptoss.capture` a `show`) or recompute anything.
 """
 
 from collections.abc import Iterator, Mapping
@@ -46,17 +45,12 @@ class Capture(Mapping):
     def __len__(self) -> int:
         return len(self._tensors)
 
-    def show(self, name: str, console=None) -> None:
-        """Print a rich summary of one recorded tensor."""
-        from .render import print_tensor
-
-        print_tensor(name, self[name], console=console)
-
 
 @contextmanager
-def capture(*patterns: str):
-    """Record every intermediate whose name matches one of `patterns` (all of them if none are given)."""
-    cache = Capture(patterns)
+def capture(*patterns: str, kind: type[Capture] = Capture):
+    """Record every intermediate whose name matches one of `patterns` (all of them if none are given) into a
+    new `kind` (a Capture, or a subclass that adds views)."""
+    cache = kind(patterns)
     _open_captures.append(cache)
     try:
         yield cache

@@ -32,16 +32,17 @@ from .moe import DenseExperts, MXFP4Experts, combine, grouped_linear
 from .rmsnorm import rms_norm
 from .rope import apply_rope, inverse_frequencies, rope_tables
 from .router import route, router_logits
+from .sampling import generate
 from .swiglu import swiglu
-from .weights import gather_rows, matmul_transposed
 
 
 class Model:
     """A gpt-oss model: its config and its tensors (original names; see `weights.py`)."""
 
     def __init__(self, config: Config, weights: dict[str, np.ndarray], checkpoint=None):
-        """weights: a dict as `random_weights` makes, or a checkpoint's `LazyWeights` (see `checkpoint.py`);
-        checkpoint: what `open_checkpoint` found (layout, files, memory), or None."""
+        """weights: a mapping from the original names to float32 arrays (MXFP4 experts as their uint8 blocks and
+        scales), e.g. what `random_weights` makes or a loaded checkpoint's lazy mapping; it may also offer
+        `rows` and `matmul_t` (see weight_rows, weight_product). checkpoint: what the loader found, or None."""
         self.config, self.weights, self.checkpoint = config, weights, checkpoint
 
     def experts(self, layer: int, which: str) -> DenseExperts:
@@ -58,16 +59,29 @@ class Model:
 
     def generate(self, tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
                  top_k: int | None = None, seed: int | None = None, stop_tokens=None):
-        """Yield new token ids one by one (KV-cached); see `sampling.generate`. Stops after a stop token
-        (default: <|return|>, <|call|>, <|end|>) or max_new_tokens."""
-        from .sampling import generate
-
+        """Yield new token ids one by one (KV-cached); see `sampling.generate`. Stops after one of `stop_tokens`
+        (none by default; a chat passes its format's, e.g. `text.harmony.stop_tokens(tokenizer)`) or
+        max_new_tokens."""
         return generate(self, check_tokens(tokens, self.config.vocab_size), max_new_tokens, temperature,
                         top_p, top_k, seed, stop_tokens)
 
     def new_cache(self) -> KVCache:
         """An empty KV cache for this model."""
         return KVCache(self.config)
+
+
+def weight_rows(weights, name: str, ids: np.ndarray) -> np.ndarray:
+    """weights[name][ids] as float32:  (T,) -> (T, cols). Weights that can serve rows without materialising the
+    whole matrix (a loaded checkpoint's, which widens only those rows) offer `rows(name, ids)`; a dict need not."""
+    rows = getattr(weights, "rows", None)
+    return rows(name, ids) if rows is not None else np.asarray(weights[name][ids], dtype=np.float32)
+
+
+def weight_product(x: np.ndarray, weights, name: str) -> np.ndarray:
+    """x weights[name]^T as float32:  (..., cols) -> (..., rows). Weights may offer `matmul_t(x, name)` (a loaded
+    checkpoint widens the matrix in row chunks); a dict need not."""
+    matmul_t = getattr(weights, "matmul_t", None)
+    return matmul_t(x, name) if matmul_t is not None else (x @ weights[name].T).astype(np.float32)
 
 
 def check_tokens(tokens, vocab_size: int) -> np.ndarray:
@@ -126,7 +140,7 @@ def forward(model: Model, tokens: np.ndarray, cache: KVCache | None = None) -> n
     start = cache.length if cache is not None else 0
     positions = np.arange(start, start + len(tokens))  # (T,)
     rope = rope_tables(c, positions)  # cos, sin: (T, d/2) each
-    x = gather_rows(w, "embedding.weight", tokens)  # (T, H): only these rows are read and widened
+    x = weight_rows(w, "embedding.weight", tokens)  # (T, H): only these rows are read and widened
     for key, value in dict(tokens=tokens, positions=positions, embed=x).items():
         record(key, value)
     record("rope.inv_freq", inverse_frequencies(c))
@@ -138,7 +152,7 @@ def forward(model: Model, tokens: np.ndarray, cache: KVCache | None = None) -> n
         x = moe_block(model, n, x)  # (T, H)
         record(f"blocks.{n}.resid_post", x)
     x = rms_norm(x, w["norm.scale"])  # (T, H)
-    logits = matmul_transposed(x, w, "unembedding.weight")  # (T, V)
+    logits = weight_product(x, w, "unembedding.weight")  # (T, V)
     record("norm", x), record("logits", logits)
     if cache is not None:
         cache.length += len(tokens)

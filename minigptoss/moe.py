@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from . import fastmxfp4
+from .fast import mxfp4 as fastmxfp4
 from .mxfp4 import decode_mxfp4
 
 

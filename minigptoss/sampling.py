@@ -7,8 +7,9 @@
                             renormalise what is kept and draw one token with a seeded generator
 
 `generate` prefills the prompt in one forward pass, then feeds one token at a time with a KV cache; it stops
-after a stop token (yielded, then the loop ends) or after max_new_tokens.
-What it does not do: text (see tokenizer.py, harmony.py) or the model math.
+after one of the caller's stop tokens (yielded, then the loop ends) or after max_new_tokens.
+What it does not do: text (the caller knows its tokenizer and chat format, so it names the stop tokens: see
+text/harmony.py's `stop_tokens`) or the model math.
 """
 
 from collections.abc import Iterable, Iterator
@@ -72,7 +73,7 @@ def generate(model, tokens, max_new_tokens: int = 64, temperature: float = 0.0, 
              stop_tokens: Iterable[int] | None = None) -> Iterator[int]:
     """Yield new token ids as they are produced, with a KV cache (see the module docstring)."""
     check_sampling(max_new_tokens, temperature, top_p, top_k)
-    stop = set(default_stop_tokens(model.config.vocab_size) if stop_tokens is None else stop_tokens)
+    stop = set(stop_tokens or ())
     rng = np.random.default_rng(seed)
     cache = model.new_cache()
     logits = model.forward(tokens, cache)[-1]  # prefill: the whole prompt in one pass
@@ -83,10 +84,3 @@ def generate(model, tokens, max_new_tokens: int = 64, temperature: float = 0.0, 
             return
         logits = model.forward([token], cache)[-1]  # one new position
 
-
-def default_stop_tokens(vocab_size: int) -> set[int]:
-    """<|return|>, <|call|> and <|end|> of the model's tokenizer: the end of a turn, a tool call, a message."""
-    from .harmony import stop_tokens
-    from .tokenizer import tokenizer_for
-
-    return stop_tokens(tokenizer_for(vocab_size), include_end=True)

@@ -10,19 +10,11 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 import minigptoss
-from minigptoss.chat import (
-    ChannelView,
-    HarmonyTracker,
-    Out,
-    Sampling,
-    StreamDecoder,
-    chat_loop,
-    system_messages,
-    visible,
-)
+from minigptoss.cli.chat import chat_loop
+from minigptoss.cli.talk import ChannelView, HarmonyTracker, Out, Sampling, StreamDecoder, system_messages, visible
 from minigptoss.cli import main
-from minigptoss.harmony import Message, SystemMessage, render_conversation, stop_tokens
-from minigptoss.tokenizer import tiny_tokenizer
+from minigptoss.text.harmony import Message, SystemMessage, render_conversation, stop_tokens
+from minigptoss.text.tokenizer import tiny_tokenizer
 
 TOK = tiny_tokenizer(320)
 
@@ -212,7 +204,7 @@ def test_ctrl_c_stops_the_answer_then_quits_at_the_prompt():
 
 def test_generate_streams_the_greedy_tokens_and_reports_speed(capsys):
     model = minigptoss.load(minigptoss.TINY_WEIGHTS)
-    expected = list(model.generate(ids("Hello"), max_new_tokens=40))
+    expected = list(model.generate(ids("Hello"), max_new_tokens=40, stop_tokens=stop_tokens(TOK, include_end=True)))
     assert main(["generate", "-p", "Hello", "--temp", "0", "-n", "40"]) == 0
     out, err = capsys.readouterr()
     assert out == "Hello" + visible(TOK.decode(expected)) + "\n"

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minigptoss import fastmxfp4
+from minigptoss.fast import mxfp4 as fastmxfp4
 from minigptoss.moe import MXFP4Experts, combine, grouped_linear
 from minigptoss.mxfp4 import decode_mxfp4, encode_mxfp4
 from minigptoss.router import route

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigptoss.harmony import (
+from minigptoss.text.harmony import (
     CHANNELS,
     DeveloperMessage,
     Message,
@@ -18,7 +18,7 @@ from minigptoss.harmony import (
     render_message,
     stop_tokens,
 )
-from minigptoss.tokenizer import o200k_harmony, read_o200k_base_file, tiny_tokenizer
+from minigptoss.text.tokenizer import o200k_harmony, read_o200k_base_file, tiny_tokenizer
 
 DATE = "2025-08-05"
 WEATHER = "functions.get_weather"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import minigptoss
-from minigptoss import hf
+from minigptoss.checkpoint import hf
 from minigptoss.checkpoint import (CheckpointError, header_bytes, memory_estimate, open_checkpoint,
                                    write_hf_checkpoint, write_safetensors_stream)
 from minigptoss.config import GPT_OSS_20B, TINY, ConfigError
-from minigptoss.weights import LazyWeights, tensor_specs
+from minigptoss.checkpoint import LazyWeights, tensor_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = list(b"Hello, gpt-oss! What is 2 + 2?")

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from minigptoss import step as stepper
+from minigptoss.cli import step as stepper
 from minigptoss.cli import DEFAULT_PROMPT, UsageError, main
 from minigptoss.mxfp4 import decode_mxfp4
 from minigptoss.swiglu import clamped_counts
-from minigptoss.views import hand_decode, pattern_size, render_step
+from minigptoss.views.steps import hand_decode, pattern_size, render_step
 
 
 def step_args(*argv):

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiktoken_ext import openai_public
 
-from minigptoss import tokenizer as tk
+from minigptoss.text import tokenizer as tk
 
 NAMED_IDS = {
     "<|startoftext|>": 199998,

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from minigptoss import hf
+from minigptoss.checkpoint import hf
 from minigptoss.checkpoint import hf_shard_names, shard, write_hf_index, write_safetensors_stream
 from minigptoss.config import PRESETS, Config
 from minigptoss.mxfp4 import FP4_VALUES, decode_mxfp4
-from minigptoss.weights import f32_to_bf16_bits, init_std, tensor_specs
+from minigptoss.checkpoint.tensors import f32_to_bf16_bits, init_std, tensor_specs
 
 VALUES_PER_CHUNK = 1 << 23  # bf16 values drawn at a time (32 MB of float32)
 FP4_RMS = float(np.sqrt(np.mean(FP4_VALUES ** 2)))  # uniform codes: 2.93

@@ -25,10 +25,10 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from . import attention, model, moe, mxfp4, rmsnorm, rope, router, swiglu
-from .cli import token_text, tokens_view, top_tokens_table
-from .config import RMS_NORM_EPS, SWIGLU_ALPHA, yarn_ramp_bounds
-from .render import SEQUENTIAL, format_number, heatmap, sparkline, tensor_stats
+from .. import attention, model, moe, mxfp4, rmsnorm, rope, router, swiglu
+from .summary import token_text, tokens_view, top_tokens_table
+from ..config import RMS_NORM_EPS, SWIGLU_ALPHA, yarn_ramp_bounds
+from .tensor import SEQUENTIAL, format_number, heatmap, sparkline, tensor_stats
 
 TITLES = {"tokens": "tokens", "embed": "embedding", "norm": "RMSNorm", "qkv": "QKV projection",
           "rope": "RoPE (YaRN)", "attn": "attention with sinks", "attn_out": "attention output + residual",

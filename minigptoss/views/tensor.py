@@ -1,4 +1,4 @@
-"""Terminal rendering with rich: tensor summaries, heatmaps and sparklines of recorded intermediates.
+"""One tensor as a rich renderable: tensor summaries, heatmaps and sparklines of recorded intermediates.
 
 What it does: turn arrays the inspector recorded into rich renderables (statistics, a few values, a small
 heatmap for 2-D tensors, a sparkline for 1-D ones). What it does not do: any model math; it only reads arrays.
@@ -7,7 +7,7 @@ heatmap for 2-D tensors, a sparkline for 1-D ones). What it does not do: any mod
 import warnings
 
 import numpy as np
-from rich.console import Console, Group
+from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -128,9 +128,3 @@ def picture_of(array: np.ndarray, width: int = 80):
         caption = f"  (first slice of {tuple(array.shape[:-2])})"
     picture = heatmap(values, max_rows=16, max_cols=max(4, min((width - 8) // 2, 48)))
     return Group(picture, Text(f"{values.shape[0]} x {values.shape[1]}{caption}", style="dim"))
-
-
-def print_tensor(name: str, array: np.ndarray, console: Console | None = None) -> None:
-    """Print `tensor_panel` to `console` (a new stdout console if none)."""
-    console = console or Console()
-    console.print(tensor_panel(name, array, width=console.width))

@@ -35,7 +35,9 @@ from fnmatch import fnmatchcase
 from rich.console import Console
 from rich.text import Text
 
-from .cli import DEFAULT_PROMPT, UsageError, get_tokenizer, prompt_tokens
+import minigptoss
+from ..views.steps import render_step
+from .common import UsageError, add_model_arguments, get_tokenizer, prompt_tokens
 
 # --only accepts these pieces (and the aliases below); each step belongs to exactly one.
 PIECES = ("tokens", "embed", "norm", "qkv", "rope", "attn", "router", "mxfp4", "swiglu", "moe", "output")
@@ -363,8 +365,6 @@ class Elapsed:
 
 def open_session(args, console: Console) -> Session:
     """Load the checkpoint, tokenize the prompt, and run the forward pass once under `capture()`."""
-    import minigptoss
-
     path = args.weights or minigptoss.TINY_WEIGHTS
     with console.status(Elapsed(f"loading {path}")):
         model = minigptoss.load(path)
@@ -386,8 +386,6 @@ def open_session(args, console: Console) -> Session:
 
 def show(console: Console, session: Session, nav: Navigator, interactive: bool, top: int) -> None:
     """Render the current step (a fresh screen when interactive)."""
-    from .views import render_step
-
     if interactive:
         console.clear()
     console.print(render_step(session, nav.current, nav.index, len(nav.steps), width=console.width, top=top))
@@ -450,10 +448,7 @@ def add_step_parser(commands) -> None:
     step = commands.add_parser("step", help="walk one forward pass piece by piece (a debugger for gpt-oss)",
                                description=__doc__.split("\n\n")[0],
                                epilog=f"keys on a terminal: {HELP_LINE} (Ctrl-C quits too)")
-    step.add_argument("--weights", metavar="DIR", help="checkpoint folder (default: the bundled tiny_weights)")
-    source = step.add_mutually_exclusive_group()
-    source.add_argument("-p", "--prompt", help=f"prompt text (default: {DEFAULT_PROMPT!r})")
-    source.add_argument("--tokens", help="prompt as comma-separated token ids instead of text")
+    add_model_arguments(step)
     step.add_argument("--layer", metavar="N", help="show only layer N (or several: 0,2)")
     step.add_argument("--break", dest="break_at", metavar="NAME",
                       help="run without showing until step NAME (e.g. blocks.3.attn), then show from there")

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .mxfp4 import BLOCK_SIZE, BYTES_PER_BLOCK, FP4_VALUES, scale_values
+from ..mxfp4 import BLOCK_SIZE, BYTES_PER_BLOCK, FP4_VALUES, scale_values
 
 GEMM_MIN_TOKENS = 64  # from this many rows of x on, decode-then-GEMM beats scaling the partial sums
 CHUNK_ROWS = 128  # weight rows decoded at a time per thread: 128 x 2880 float32 = 1.4 MiB, stays in L2/L3

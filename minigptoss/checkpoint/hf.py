@@ -33,8 +33,8 @@ What it does not do: read files (see `checkpoint.py`).
 
 import math
 
-from .config import RMS_NORM_EPS, SWIGLU_ALPHA, Config, ConfigError
-from .mxfp4 import BLOCK_SIZE, BYTES_PER_BLOCK
+from ..config import RMS_NORM_EPS, SWIGLU_ALPHA, Config, ConfigError
+from ..mxfp4 import BLOCK_SIZE, BYTES_PER_BLOCK
 
 FLOAT_DTYPES = ("BF16", "F32")
 

@@ -24,7 +24,8 @@ which the tests use as the oracle:
 What it does not do: tool definitions (the `# Tools` sections that openai-harmony writes from
 JSON schemas, and the "Calls to these tools must go to the commentary channel" line that comes
 with function tools), user names (`user:alice`), several content parts in one message,
-rendering for training (<|return|> as the last token), and incremental (streaming) parsing.
+and rendering for training (<|return|> as the last token). Parsing is incremental (HarmonyParser),
+so the chat's live display and parse_completion read tokens the same way.
 
 It works with any tokenizer of minigptoss.tokenizer: on o200k_harmony the ids equal
 openai-harmony's, on the tiny byte tokenizer the decoded text is the same.
@@ -33,7 +34,7 @@ openai-harmony's, on the tiny byte tokenizer the decoded text is the same.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Union
 
 DEFAULT_MODEL_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
@@ -169,48 +170,89 @@ def stop_tokens(tokenizer, include_end: bool = False) -> set[int]:
 # ---------------------------------------------------------------- parsing
 
 
-def parse_completion(tokens: list[int], tokenizer, role: str | None = "assistant") -> list[Message]:
-    """Messages in generated token ids.
+class HarmonyParser:
+    """Reads a harmony completion one token at a time; the one parser behind `parse_completion` and the chat's
+    live display.
 
-    With role="assistant" the ids are what the model wrote after the prompt's `<|start|>assistant`
-    (so they begin inside a header); with role=None they begin with <|start|>. Each message ends at
-    <|end|>, <|return|> or <|call|> (recorded in Message.end). Output cut off inside a message's
-    text gives that message with the text so far and end=None; cut off inside a header, a message
-    with empty content if the header can already be read, else nothing. A malformed header, or a
-    token other than <|start|> between messages, raises ValueError. Ids may be numpy integers.
+    With role="assistant" the ids are what the model writes after the prompt's `<|start|>assistant` (so they
+    begin inside a header); with role=None they begin with <|start|>. feed(token) returns events, in order:
+        ("message", Message)   a header was completed by <|message|> (role, channel, recipient; content "")
+        ("token", id)          an id of the current message's content
+        ("end", Message)       the message ended with <|end|>, <|return|> or <|call|>: content decoded, .end set
+    A malformed header, an end token inside a header, or a token other than <|start|> between messages raises
+    ValueError. `state` is "header", "content" or "between"; `header_tokens` counts the open header's ids.
     """
-    start, body = tokenizer.encode_single_token("<|start|>"), tokenizer.encode_single_token("<|message|>")
-    ends = {tokenizer.encode_single_token(n): n for n in END_TOKENS}
-    messages: list[Message] = []
-    header: list[int] | None = [] if role is not None else None  # None: expecting <|start|>
-    content: list[int] | None = None  # not None: inside a message's text
-    current: dict = {}  # the header of the message whose text is being read
-    for t in map(int, tokens):
-        if content is not None:
-            if t in ends:
-                messages.append(_message(current, tokenizer.decode(content), ends[t]))
-                content = None
-            else:
-                content.append(t)
-        elif header is not None:
-            if t == body:
-                current, header, content, role = _parse_header(tokenizer.decode(header), role), None, [], None
-            elif t in ends:
-                raise ValueError(f"{ends[t]} inside a message header: {tokenizer.decode(header)!r}")
-            else:
-                header.append(t)
-        elif t == start:
-            header = []
-        else:
-            raise ValueError(f"expected <|start|> between messages, got token {t} ({tokenizer.decode([t])!r})")
-    if content is not None:
-        messages.append(_message(current, tokenizer.decode(content), None))
-    elif header:
-        try:
-            messages.append(_message(_parse_header(tokenizer.decode(header), role), "", None))
-        except ValueError:
-            pass
-    return messages
+
+    def __init__(self, tokenizer, role: str | None = "assistant"):
+        self.tokenizer, self.role = tokenizer, role
+        special = tokenizer.encode_single_token
+        self._start, self._body = special("<|start|>"), special("<|message|>")
+        self._ends = {special(name): name for name in END_TOKENS}
+        self.messages: list[Message] = []  # the completed ones
+        self.current: Message | None = None  # the message whose content is being read
+        self._header: list[int] | None = [] if role is not None else None  # None: not inside a header
+        self._content: list[int] | None = None  # not None: inside a message's content
+
+    @property
+    def state(self) -> str:
+        return "content" if self._content is not None else "header" if self._header is not None else "between"
+
+    @property
+    def header_tokens(self) -> int:
+        return len(self._header or ())
+
+    def feed(self, token) -> list[tuple]:
+        t = int(token)
+        if self._content is not None:
+            if t not in self._ends:
+                self._content.append(t)
+                return [("token", t)]
+            message = self._close(self._ends[t])
+            return [("end", message)]
+        if self._header is not None:
+            if t == self._body:
+                self.current = _message(_parse_header(self.tokenizer.decode(self._header), self.role), "", None)
+                self._header, self._content, self.role = None, [], None
+                return [("message", self.current)]
+            if t in self._ends:
+                raise ValueError(f"{self._ends[t]} inside a message header: {self.tokenizer.decode(self._header)!r}")
+            self._header.append(t)
+            return []
+        if t == self._start:
+            self._header = []
+            return []
+        raise ValueError(f"expected <|start|> between messages, got token {t} ({self.tokenizer.decode([t])!r})")
+
+    def finish(self) -> list[Message]:
+        """Every message so far: the completed ones, then one cut off inside its content (its text so far,
+        end=None) or inside a header that can already be read (empty content)."""
+        if self._content is not None:
+            return [*self.messages, replace(self.current, content=self.tokenizer.decode(self._content))]
+        if self._header:
+            try:
+                return [*self.messages, _message(_parse_header(self.tokenizer.decode(self._header), self.role), "", None)]
+            except ValueError:
+                pass
+        return list(self.messages)
+
+    def _close(self, end: str) -> Message:
+        message = replace(self.current, content=self.tokenizer.decode(self._content), end=end)
+        self.messages.append(message)
+        self.current, self._content = None, None
+        return message
+
+
+def parse_completion(tokens: list[int], tokenizer, role: str | None = "assistant") -> list[Message]:
+    """Messages in generated token ids (see HarmonyParser for role). Each message ends at <|end|>, <|return|>
+    or <|call|> (recorded in Message.end). Output cut off inside a message's text gives that message with the
+    text so far and end=None; cut off inside a header, a message with empty content if the header can already
+    be read, else nothing. A malformed header, or a token other than <|start|> between messages, raises
+    ValueError. Ids may be numpy integers.
+    """
+    parser = HarmonyParser(tokenizer, role)
+    for t in tokens:
+        parser.feed(t)
+    return parser.finish()
 
 
 def _message(header: dict, content: str, end: str | None) -> Message:

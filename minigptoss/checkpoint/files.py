@@ -43,9 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from . import hf
-from .config import Config, ConfigError, read_json
-from .mxfp4 import decode_mxfp4
-from .weights import LazyWeights, Stored, cache_plan, f32_to_bf16_bits, tensor_specs
+from ..config import Config, ConfigError, read_json
+from ..mxfp4 import decode_mxfp4
+from .lazy import LazyWeights, Stored, cache_plan
+from .tensors import f32_to_bf16_bits, tensor_specs
 
 DTYPES = {"BF16": np.dtype("<u2"), "U8": np.dtype("u1"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
           "I32": np.dtype("<i4"), "I64": np.dtype("<i8")}

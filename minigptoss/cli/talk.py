@@ -1,21 +1,15 @@
-"""`minigptoss generate` and `minigptoss chat`: talk to the model in the terminal.
-
-    minigptoss generate [-p TEXT] [--harmony] [sampling flags]     continue a prompt, streaming
-    minigptoss chat [--system TEXT] [sampling flags]               an interactive harmony chat
-
-Sampling flags, shared: --weights DIR, -n/--max-tokens N, --temp/--temperature T, --top-p P, --top-k K,
---seed S, --reasoning low|medium|high. The defaults are OpenAI's recommendation for gpt-oss (temperature 1.0,
-top-p 1.0, no top-k), which is also what ollama's gpt-oss model uses; `--temp 0` is greedy and deterministic.
+"""What `generate` and `chat` share: streaming decoded text, following a harmony completion as it is written,
+timing, the sampling flags, and showing the channels.
 
 The pieces, pure (testable without a terminal) first:
     StreamDecoder   token ids -> text as soon as it is decodable (a UTF-8 character split over tokens waits)
-    HarmonyTracker  follows a harmony completion token by token: which message and channel each piece of text
-                    belongs to, and the moment the output stops being valid harmony
+    HarmonyTracker  harmony.HarmonyParser's events as text to show, and the moment the output stops being valid
     Stats           prefill and decode timing (tokens/s)
+    Sampling        the sampling flags, as model.generate takes them
 and the terminal part: Out (styled streaming output), ChannelView (analysis dimmed between "Thinking..." and
-"...done thinking.", final plain), run_turn, chat_loop, cmd_generate, cmd_chat, add_chat_parsers.
+"...done thinking.", final plain), run_turn.
 
-The model math lives elsewhere: this module only calls `model.generate` (sampling.py) and harmony.py.
+The model math lives elsewhere: this module only calls `model.generate` (sampling.py) and text/harmony.py.
 """
 
 from __future__ import annotations
@@ -31,15 +25,13 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.text import Text
 
-from .cli import DEFAULT_PROMPT, UsageError, get_tokenizer, load_model
-from .harmony import (
+from ..text.harmony import (
     END_TOKENS,
     REASONING_EFFORTS,
     DeveloperMessage,
+    HarmonyParser,
     Message,
     SystemMessage,
-    parse_completion,
-    render_conversation,
     stop_tokens,
 )
 
@@ -51,6 +43,7 @@ GENERATE_MAX_TOKENS = 128  # a NumPy forward pass is slow on the real models: a 
 CHAT_MAX_TOKENS = 1024  # room for the analysis and the answer; Ctrl-C stops a long one
 HEADER_LIMIT = 64  # a message header longer than this (no <|message|> yet) is not harmony: show the raw text
 CHAT_COMMANDS = "/exit or /quit (or Ctrl-D) quits, /reset clears the history, /help shows this"
+
 
 
 # ---------------------------------------------------------------- pure: decoding, channel tracking, timing
@@ -79,68 +72,57 @@ class StreamDecoder:
 
 
 class HarmonyTracker:
-    """Follows a harmony completion (what the model writes after `<|start|>assistant`) token by token.
+    """Follows a harmony completion (what the model writes after `<|start|>assistant`) token by token, for the
+    live display: harmony.HarmonyParser reads it, this turns its events into text to show.
 
     feed(token) returns a list of events, in order:
         ("message", Message)   a header was completed by <|message|>: role, channel, recipient (content "")
-        ("text", str)          content text of the current message
+        ("text", str)          content text of the current message, as soon as it is decodable
         ("end", name)          the current message ended with <|end|>, <|return|> or <|call|>
         ("broken", reason)     the output stopped being valid harmony; from here on everything is
         ("raw", str)           raw decoded text (the first "raw" repeats the unparsed text so far)
-    Headers are checked with harmony.parse_completion itself, so the tracker and the parser agree.
     """
 
     def __init__(self, tokenizer, header_limit: int = HEADER_LIMIT):
         self.tokenizer, self.header_limit = tokenizer, header_limit
+        self.parser = HarmonyParser(tokenizer)
         self.tokens: list[int] = []
-        self.state = "header"  # header | content | between (after <|end|>) | broken
         self.segment_start = 0  # where the not-yet-displayed part (the current header) begins in self.tokens
         self.message: Message | None = None
         self.decoder = StreamDecoder(tokenizer)
-        special = tokenizer.encode_single_token
-        self._start, self._body = special("<|start|>"), special("<|message|>")
-        self._ends = {special(name): name for name in END_TOKENS}
-
-    @property
-    def broken(self) -> bool:
-        return self.state == "broken"
+        self.broken = False
 
     def feed(self, token: int) -> list[tuple]:
         t = int(token)
         self.tokens.append(t)
-        if self.state == "broken":
+        if self.broken:
             return self._text("raw", self.decoder.feed(t))
-        if self.state == "content":
-            if t in self._ends:
-                self.state, self.segment_start = "between", len(self.tokens)
-                return [*self._text("text", self.decoder.flush()), ("end", self._ends[t])]
-            return self._text("text", self.decoder.feed(t))
-        if self.state == "between":
-            if t == self._start:
-                self.state = "header"
-                return []
-            return self._break(f"expected <|start|> after the message, got {self.tokenizer.decode([t])!r}")
-        if t == self._body:  # the header is complete: read it the way parse_completion does
-            try:
-                self.message = parse_completion(self.tokens, self.tokenizer)[-1]
-            except (ValueError, IndexError) as error:
-                return self._break(str(error) or "unreadable message header")
-            self.state, self.segment_start = "content", len(self.tokens)
-            return [("message", self.message)]
-        if t in self._ends:
-            return self._break(f"{self._ends[t]} inside a message header")
-        if len(self.tokens) - self.segment_start > self.header_limit:
+        try:
+            events = self.parser.feed(t)
+        except ValueError as error:
+            return self._break(str(error) or "unreadable message header")
+        shown: list[tuple] = []
+        for kind, value in events:
+            if kind == "message":
+                self.message, self.segment_start = value, len(self.tokens)
+                shown.append(("message", value))
+            elif kind == "token":
+                shown += self._text("text", self.decoder.feed(value))
+            else:  # "end"
+                self.segment_start = len(self.tokens)
+                shown += [*self._text("text", self.decoder.flush()), ("end", value.end)]
+        if self.parser.state == "header" and self.parser.header_tokens > self.header_limit:
             return self._break(f"no <|message|> after {self.header_limit} header tokens")
-        return []
+        return shown
 
     def finish(self) -> list[tuple]:
         """Events for the end of the output: text still held by the decoder, or an unfinished header."""
-        if self.state == "header" and len(self.tokens) > self.segment_start:
+        if not self.broken and self.parser.state == "header" and len(self.tokens) > self.segment_start:
             return self._break("it ended inside a message header") + self._text("raw", self.decoder.flush())
         return self._text("raw" if self.broken else "text", self.decoder.flush())
 
     def _break(self, reason: str) -> list[tuple]:
-        self.state, self.decoder = "broken", StreamDecoder(self.tokenizer)
+        self.broken, self.decoder = True, StreamDecoder(self.tokenizer)
         raw = "".join(self.decoder.feed(t) for t in self.tokens[self.segment_start:])
         return [("broken", reason), *self._text("raw", raw)]
 
@@ -319,11 +301,7 @@ def final_answer(tracker: HarmonyTracker) -> str | None:
     output was not valid harmony)."""
     if tracker.broken:
         return None
-    try:
-        messages = parse_completion(tracker.tokens, tracker.tokenizer)
-    except ValueError:
-        return None
-    finals = [m.content for m in messages if m.channel == "final" and m.end is not None and not m.recipient]
+    finals = [m.content for m in tracker.parser.messages if m.channel == "final" and not m.recipient]
     return finals[-1] if finals else None
 
 
@@ -333,163 +311,10 @@ def system_messages(reasoning: str, instructions: str | None) -> list:
     return messages + [DeveloperMessage(instructions)] if instructions else messages
 
 
-# ---------------------------------------------------------------- the commands
-
-
-def cmd_generate(args, console: Console) -> None:
-    """`minigptoss generate`: stream a continuation of the prompt; timing on stderr."""
-    if not args.harmony and (args.reasoning is not None or args.system is not None):
-        raise UsageError("--reasoning/--system need --harmony: a raw prompt has no system message")
-    sampling = Sampling.from_args(args)
-    model, _ = load_model(args.weights, console)
-    tokenizer = get_tokenizer(model.config.vocab_size)
-    text = args.prompt if args.prompt is not None else DEFAULT_PROMPT
-    out, errors = Out(console), Console(stderr=True, highlight=False)
-    if args.harmony:
-        conversation = [*system_messages(args.reasoning or DEFAULT_REASONING, args.system), Message("user", text)]
-        prompt = render_conversation(conversation, tokenizer)
-    else:
-        prompt = tokenizer.encode(text, allowed_special="all")
-    stats = Stats(len(prompt), seed=sampling.seed if sampling.temperature > 0 else None)
-    try:
-        if args.harmony:
-            run_turn(model, tokenizer, prompt, sampling, sampling.seed, out, stats)
-        else:
-            out.write(text, "bold")
-            stream_raw(model, tokenizer, prompt, sampling, out, stats)
-    except KeyboardInterrupt:
-        stats.stop = "interrupted"
-        out.newline()
-        errors.print(stats.summary(), style="dim", markup=False, soft_wrap=True)
-        raise
-    out.newline()
-    errors.print(stats.summary(), style="dim", markup=False, soft_wrap=True)
-
-
-def stream_raw(model, tokenizer, prompt: list[int], sampling: Sampling, out: Out, stats: Stats) -> None:
-    """Print the continuation as it is generated (special tokens by name, dimmed); stops at the default stop
-    tokens of model.generate (<|return|>, <|call|>, <|end|>) or max tokens."""
-    decoder, tokens = StreamDecoder(tokenizer), []
-    for token in timed(model.generate(prompt, **sampling.kwargs(sampling.seed)), stats):
-        tokens.append(token)
-        if decoder.is_special(token):
-            out.write(decoder.flush())
-            out.write(decoder.feed(token), "dim")
-        else:
-            out.write(decoder.feed(token))
-    out.write(decoder.flush())
-    stats.stop = stop_name(tokenizer, tokens, stats.stop)
-
-
-def cmd_chat(args, console: Console, read_line=None) -> None:
-    """`minigptoss chat`: load the model and talk to it until /exit, /quit, Ctrl-D or Ctrl-C."""
-    sampling = Sampling.from_args(args)
-    model, path = load_model(args.weights, console)
-    tokenizer = get_tokenizer(model.config.vocab_size)
-    out = Out(console)
-    out.write(f"minigptoss chat on {path}: {model.config.num_hidden_layers} layers, vocabulary "
-              f"{model.config.vocab_size}, reasoning {args.reasoning}, {sampling.describe()}\n", "bold")
-    if tokenizer.n_vocab != 201088:
-        out.write("This is a tiny model with random weights: expect gibberish, often not even valid harmony.\n",
-                  "dim")
-    out.write(f"Type a message; {CHAT_COMMANDS}.\n", "dim")
-    chat_loop(model, tokenizer, sampling, out, read_line or terminal_reader(console),
-              system_messages(args.reasoning, args.system))
-
-
-def terminal_reader(console: Console):
-    """A read_line(prompt) for the terminal: readline editing and history when stdin is a terminal; otherwise
-    (piped input) each line is echoed after the prompt, so the output reads like the session it was."""
-    interactive = sys.stdin.isatty()
-    if interactive:
-        try:
-            import readline  # noqa: F401  (line editing and history for input())
-        except ImportError:
-            pass
-
-    def read_line(prompt: str) -> str:
-        console.file.flush()
-        line = input(prompt)
-        if not interactive:
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
-        return line
-
-    return read_line
-
-
-def chat_loop(model, tokenizer, sampling: Sampling, out: Out, read_line, system: list) -> None:
-    """Read a line, answer it, repeat. The history keeps the user's messages and the final answers (harmony
-    drops earlier analysis anyway); Ctrl-C during an answer stops it, at the prompt it quits."""
-    history: list[Message] = []
-    seeds = random.Random(sampling.seed)  # one seed per turn, all from --seed: a seeded session repeats exactly
-    while True:
-        try:
-            line = read_line(">>> ").strip()
-        except (EOFError, KeyboardInterrupt):  # Ctrl-D, Ctrl-C: the terminal left the cursor after the prompt
-            out.write("\nbye\n", "dim")
-            return
-        if line in ("/exit", "/quit", "/bye"):
-            out.write("bye\n", "dim")
-            return
-        if line in ("/reset", "/clear"):
-            history.clear()
-            out.write("(history cleared)\n", "dim italic")
-            continue
-        if line in ("/help", "/?"):
-            out.write(f"{CHAT_COMMANDS}.\n", "dim")
-            continue
-        if not line:
-            continue
-        conversation = [*history, Message("user", line)]
-        prompt = render_conversation([*system, *conversation], tokenizer)
-        stats = Stats(len(prompt))
-        try:
-            tracker = run_turn(model, tokenizer, prompt, sampling, seeds.randrange(2**32), out, stats)
-        except KeyboardInterrupt:
-            stats.stop = "interrupted"
-            out.note("interrupted: this turn is not kept")
-            out.write(stats.summary() + "\n", "dim")
-            continue
-        answer = final_answer(tracker)
-        if answer is None:
-            out.note("no final answer: the history keeps only your message")
-        history = conversation + ([Message("assistant", answer, channel="final")] if answer is not None else [])
-        out.write(stats.summary() + "\n", "dim")
-
-
 # ---------------------------------------------------------------- arguments
 
 
-def add_chat_parsers(commands) -> None:
-    """Register `minigptoss generate` and `minigptoss chat` on the CLI's subparsers (called from cli.build_parser)."""
-    generate = commands.add_parser(
-        "generate", help="continue a prompt, streaming the tokens, and print tokens/s",
-        description="Continue a prompt, printing each token as it is generated, then the prefill and decode "
-                    "speed (tokens/s) on stderr. The prompt is raw text, NOT a chat: it goes to the model as is "
-                    "(names of special tokens such as <|start|> become those tokens). With --harmony it is "
-                    "instead sent as a user message in the harmony chat format, as `chat` does for one turn.")
-    generate.add_argument("-p", "--prompt", help=f"the prompt (default: {DEFAULT_PROMPT!r})")
-    generate.add_argument("--harmony", "--chat-format", dest="harmony", action="store_true",
-                          help="wrap the prompt as a harmony user message (system message, --system) and show "
-                               "the analysis and final channels, like one turn of `chat`")
-    add_sampling_flags(generate, GENERATE_MAX_TOKENS, reasoning_default=None)
-    generate.set_defaults(handler=cmd_generate)
-
-    chat = commands.add_parser(
-        "chat", help="an interactive chat in the harmony format",
-        description="Chat with the model in the harmony format: each turn is rendered with a system message "
-                    "(reasoning effort) and your --system instructions, and generated until <|return|> or "
-                    "<|call|>. The analysis channel is shown dimmed, the final answer plainly, both as they "
-                    "stream. The history keeps your messages and the final answers. Commands: "
-                    f"{CHAT_COMMANDS}; Ctrl-C stops an answer, and quits at the prompt. After each answer: the prefill "
-                    "and decode speed in tokens/s.")
-    add_sampling_flags(chat, CHAT_MAX_TOKENS, reasoning_default=DEFAULT_REASONING)
-    chat.set_defaults(handler=cmd_chat)
-
-
 def add_sampling_flags(parser: argparse.ArgumentParser, max_tokens: int, reasoning_default: str | None) -> None:
-    parser.add_argument("--weights", metavar="DIR", help="checkpoint folder (default: the bundled tiny_weights, "
-                                                         "a random model that writes gibberish)")
     parser.add_argument("--system", "--developer", dest="system", metavar="TEXT",
                         help="instructions for the model (harmony puts them in the developer message)"
                              + ("; only with --harmony" if reasoning_default is None else ""))
@@ -511,16 +336,6 @@ def add_sampling_flags(parser: argparse.ArgumentParser, max_tokens: int, reasoni
                         help="keep only the K most likely tokens; 0 = off (default: 0)")
     parser.add_argument("--seed", type=int, metavar="S",
                         help="random seed, for repeatable sampling (default: a fresh one, printed with the stats)")
-    parser.error = one_line_error(parser)
-
-
-def one_line_error(parser: argparse.ArgumentParser):
-    """parser.error that prints one line (not the usage block) and exits with status 2, like cli.main's errors."""
-
-    def error(message: str):
-        parser.exit(2, f"error: {parser.prog}: {message}\n")
-
-    return error
 
 
 def _number(text: str, kind, what: str):

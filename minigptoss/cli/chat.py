@@ -1,0 +1,109 @@
+"""`minigptoss chat`: an interactive harmony chat in the terminal.
+
+    minigptoss chat [--system TEXT] [sampling flags]
+
+The analysis channel is shown dimmed, the final answer plainly; /reset clears the history, /exit quits.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+
+from rich.console import Console
+
+from ..text.harmony import Message, render_conversation
+from .common import add_model_arguments, get_tokenizer, load_model
+from .talk import (CHAT_COMMANDS, CHAT_MAX_TOKENS, DEFAULT_REASONING, Out, Sampling, Stats, add_sampling_flags,
+                   final_answer, run_turn, system_messages)
+
+
+def cmd_chat(args, console: Console, read_line=None) -> None:
+    """`minigptoss chat`: load the model and talk to it until /exit, /quit, Ctrl-D or Ctrl-C."""
+    sampling = Sampling.from_args(args)
+    model, path = load_model(args.weights, console)
+    tokenizer = get_tokenizer(model.config.vocab_size)
+    out = Out(console)
+    out.write(f"minigptoss chat on {path}: {model.config.num_hidden_layers} layers, vocabulary "
+              f"{model.config.vocab_size}, reasoning {args.reasoning}, {sampling.describe()}\n", "bold")
+    if tokenizer.n_vocab != 201088:
+        out.write("This is a tiny model with random weights: expect gibberish, often not even valid harmony.\n",
+                  "dim")
+    out.write(f"Type a message; {CHAT_COMMANDS}.\n", "dim")
+    chat_loop(model, tokenizer, sampling, out, read_line or terminal_reader(console),
+              system_messages(args.reasoning, args.system))
+
+
+def terminal_reader(console: Console):
+    """A read_line(prompt) for the terminal: readline editing and history when stdin is a terminal; otherwise
+    (piped input) each line is echoed after the prompt, so the output reads like the session it was."""
+    interactive = sys.stdin.isatty()
+    if interactive:
+        try:
+            import readline  # noqa: F401  (line editing and history for input())
+        except ImportError:
+            pass
+
+    def read_line(prompt: str) -> str:
+        console.file.flush()
+        line = input(prompt)
+        if not interactive:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        return line
+
+    return read_line
+
+
+def chat_loop(model, tokenizer, sampling: Sampling, out: Out, read_line, system: list) -> None:
+    """Read a line, answer it, repeat. The history keeps the user's messages and the final answers (harmony
+    drops earlier analysis anyway); Ctrl-C during an answer stops it, at the prompt it quits."""
+    history: list[Message] = []
+    seeds = random.Random(sampling.seed)  # one seed per turn, all from --seed: a seeded session repeats exactly
+    while True:
+        try:
+            line = read_line(">>> ").strip()
+        except (EOFError, KeyboardInterrupt):  # Ctrl-D, Ctrl-C: the terminal left the cursor after the prompt
+            out.write("\nbye\n", "dim")
+            return
+        if line in ("/exit", "/quit", "/bye"):
+            out.write("bye\n", "dim")
+            return
+        if line in ("/reset", "/clear"):
+            history.clear()
+            out.write("(history cleared)\n", "dim italic")
+            continue
+        if line in ("/help", "/?"):
+            out.write(f"{CHAT_COMMANDS}.\n", "dim")
+            continue
+        if not line:
+            continue
+        conversation = [*history, Message("user", line)]
+        prompt = render_conversation([*system, *conversation], tokenizer)
+        stats = Stats(len(prompt))
+        try:
+            tracker = run_turn(model, tokenizer, prompt, sampling, seeds.randrange(2**32), out, stats)
+        except KeyboardInterrupt:
+            stats.stop = "interrupted"
+            out.note("interrupted: this turn is not kept")
+            out.write(stats.summary() + "\n", "dim")
+            continue
+        answer = final_answer(tracker)
+        if answer is None:
+            out.note("no final answer: the history keeps only your message")
+        history = conversation + ([Message("assistant", answer, channel="final")] if answer is not None else [])
+        out.write(stats.summary() + "\n", "dim")
+
+
+def add_chat_parser(commands) -> None:
+    """Register `minigptoss chat` on the CLI's subparsers."""
+    chat = commands.add_parser(
+        "chat", help="an interactive chat in the harmony format",
+        description="Chat with the model in the harmony format: each turn is rendered with a system message "
+                    "(reasoning effort) and your --system instructions, and generated until <|return|> or "
+                    "<|call|>. The analysis channel is shown dimmed, the final answer plainly, both as they "
+                    "stream. The history keeps your messages and the final answers. Commands: "
+                    f"{CHAT_COMMANDS}; Ctrl-C stops an answer, and quits at the prompt. After each answer: the prefill "
+                    "and decode speed in tokens/s.")
+    add_model_arguments(chat, prompt=False)
+    add_sampling_flags(chat, CHAT_MAX_TOKENS, reasoning_default=DEFAULT_REASONING)
+    chat.set_defaults(handler=cmd_chat)

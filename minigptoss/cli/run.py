@@ -1,0 +1,41 @@
+"""`minigptoss run`: one forward pass, summarised: the tokens, the residual stream and sink mass per layer, the
+router's load and choices, the top next-token candidates.
+
+    minigptoss run [--weights DIR] [-p TEXT | --tokens 1,2,3] [--top N]
+"""
+
+import time
+
+from rich.console import Console
+
+import minigptoss
+from ..views.summary import layers_table, router_table, tokens_view, top_tokens_table
+from .common import add_model_arguments, first_touch_progress, get_tokenizer, load_model, prompt_tokens
+
+
+def cmd_run(args, console: Console) -> None:
+    model, path = load_model(args.weights, console)
+    tokenizer = get_tokenizer(model.config.vocab_size)
+    tokens = prompt_tokens(args, tokenizer)
+    console.print(f"[bold]minigptoss run[/] on {path}: {model.config.num_hidden_layers} layers, "
+                  f"{model.config.num_experts} experts (top-{model.config.experts_per_token}), "
+                  f"vocabulary {model.config.vocab_size}")
+    with minigptoss.capture("blocks.*.resid_*", "blocks.*.attn.out", "blocks.*.attn.sink_mass",
+                            "blocks.*.moe.out", "blocks.*.moe.router.*") as cache, first_touch_progress(model, console):
+        start = time.perf_counter()
+        logits = model.forward(tokens)
+        seconds = time.perf_counter() - start
+    console.print(f"forward pass: {len(tokens)} tokens in {seconds:.2f} s ({seconds / len(tokens):.3f} s/token)")
+    console.print(tokens_view(tokens, tokenizer))
+    console.print(layers_table(model.config, cache))
+    console.print(router_table(model.config, cache, tokens, tokenizer))
+    console.print(top_tokens_table(logits[-1], tokenizer, args.top))
+
+
+
+
+def add_run_parser(commands) -> None:
+    run = commands.add_parser("run", help="one forward pass: tokens, per-layer summary, router, next token")
+    add_model_arguments(run)
+    run.add_argument("--top", type=int, default=10, help="how many next-token candidates to show")
+    run.set_defaults(handler=cmd_run)
