@@ -6,18 +6,8 @@
         x = x + MoE_n(RMSNorm(x))                     blocks.n.resid_post (T, H)
     logits = RMSNorm(x) W_unembed^T                   logits              (T, V)
 
-Recorded names, for block n (shapes for T tokens, nq query heads, nkv key/value heads, head size d, k experts):
-    tokens (T,)  positions (T,)  rope.inv_freq (d/2,)  rope.cos / rope.sin (T, d/2)  embed (T, H)
-    blocks.n.resid_pre (T, H)
-    blocks.n.attn.normed (T, H)  .qkv (T, (nq+2nkv)d)  .q (T, nq, d)  .k / .v (T, nkv, d)  (before RoPE)
-    blocks.n.attn.q_rot (T, nq, d)  .k_rot (T, nkv, d)  .mask (T, Tk) bool  .scores (nq, T, Tk)
-                     (Tk = T, or with a KV cache the cached keys plus the T new ones)
-    blocks.n.attn.probs (nq, T, Tk)  .sink_mass (nq, T)  .z (T, nq d)  .out (T, H)
-    blocks.n.resid_mid (T, H)
-    blocks.n.moe.normed (T, H)  .router.logits (T, E)  .router.expert_ids (T, k)  .router.weights (T, k)
-    blocks.n.moe.mlp1 (T, k, 2I)  .swiglu (T, k, I)  .expert_out (T, k, H)  .out (T, H)
-    blocks.n.resid_post (T, H)
-    norm (T, H)  logits (T, V)
+Every `record(name, value)` below offers an intermediate to the inspector; names.py declares each one once (its
+dotted name, shape and meaning), and a test holds `forward` to that table.
 
 Names follow the official `gpt_oss/torch/model.py` where it has them (attn, mlp1, mlp2, sinks, norm).
 """

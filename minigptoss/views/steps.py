@@ -27,6 +27,7 @@ from rich.text import Text
 
 from .. import attention, model, moe, mxfp4, rmsnorm, rope, router, swiglu
 from .summary import token_text, tokens_view, top_tokens_table
+from ..names import declared
 from ..config import RMS_NORM_EPS, SWIGLU_ALPHA, yarn_ramp_bounds
 from .tensor import SEQUENTIAL, format_number, heatmap, sparkline, tensor_stats
 
@@ -87,12 +88,16 @@ def equation(kind: str, config, layer: int | None) -> str:
 # -- shared pieces ----------------------------------------------------------------------------------------------
 
 def source_of(func, needles=None) -> tuple[str, int, str]:
-    """(code, first line number, "file.py:line name") of a function, or of the lines between needles."""
+    """(code, first line number, "file.py:line name") of a function, or of its lines from the first to the last
+    holding one of the needles. A needle that no longer matches is a LookupError (tests/test_step.py checks every
+    SOURCES entry), never a silent fallback to the whole function."""
     lines, start = inspect.getsourcelines(func)
     if needles:
+        missing = [needle for needle in needles if not any(needle in line for line in lines)]
+        if missing:
+            raise LookupError(f"{func.__qualname__} no longer contains {missing} (views/steps.py SOURCES)")
         hits = [i for i, line in enumerate(lines) if any(needle in line for needle in needles)]
-        if hits:
-            lines, start = lines[hits[0]:hits[-1] + 1], start + hits[0]
+        lines, start = lines[hits[0]:hits[-1] + 1], start + hits[0]
     label = f"{Path(inspect.getsourcefile(func)).name}:{start}  {func.__qualname__}"
     return textwrap.dedent("".join(lines)).rstrip(), start, label
 
@@ -130,11 +135,19 @@ def compact_picture(array: np.ndarray, cells: int):
     return heatmap(values.reshape(values.shape[0], -1), max_rows=4, max_cols=max(2, cells))
 
 
+def _is_declared(name: str) -> bool:
+    try:
+        return declared(name) is not None
+    except KeyError:
+        return False
+
+
 def tensor_summary(role: str, name: str, array: np.ndarray) -> Text:
     """role + name, shape and dtype, min/max, mean/std (and how many entries are masked)."""
     array = np.asarray(array)
     stats = tensor_stats(array)
-    text = Text.assemble((f"{role} ", "dim"), (name, "bold"), "\n", (f"{tuple(array.shape)} {array.dtype}", "cyan"),
+    shape = f"{declared(name).shape.split(' ')[0]} = {tuple(array.shape)}" if _is_declared(name) else f"{tuple(array.shape)}"
+    text = Text.assemble((f"{role} ", "dim"), (name, "bold"), "\n", (f"{shape} {array.dtype}", "cyan"),
                          "\n", f"min {format_number(stats['min'])}  max {format_number(stats['max'])}", "\n",
                          f"mean {format_number(stats['mean'])}  std {format_number(stats['std'])}")
     if stats["non_finite"]:
