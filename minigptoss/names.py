@@ -7,6 +7,32 @@ V (vocabulary). `step` is the debugger step that shows the tensor (cli/step.py r
 
 `model.forward` records exactly these names, in this order, block by block (a test holds it to that); the
 debugger's step list, the README and the walkthroughs take the names from here.
+
+Every name can be patched (`minigptoss.patch`): the forward pass goes on with the replacement. Except the
+OBSERVED ones, computed for display only (the pass never reads them again): patching one would change nothing,
+so `patch` refuses them by exact name and skips them under wildcards (change `blocks.N.attn.probs`, or use
+`interventions.sinks_off`, instead).
+
+TRANSFORMER_LENS maps TransformerLens's hook names onto these; `capture`, `patch` and a capture's indexing
+accept either spelling (`blocks.0.attn.hook_pattern` is `blocks.0.attn.probs`):
+
+| TransformerLens                      | minigptoss                      | note                                        |
+|--------------------------------------|---------------------------------|---------------------------------------------|
+| hook_embed                           | embed                           | no positional embedding (RoPE)              |
+| blocks.N.hook_resid_pre              | blocks.N.resid_pre              |                                             |
+| blocks.N.ln1.hook_normalized         | blocks.N.attn.normed            | RMSNorm, gain applied                       |
+| blocks.N.attn.hook_q / hook_k / hook_v | blocks.N.attn.q / k / v       | k, v have nkv heads (grouped-query)         |
+| blocks.N.attn.hook_rot_q / hook_rot_k | blocks.N.attn.q_rot / k_rot    |                                             |
+| blocks.N.attn.hook_attn_scores       | blocks.N.attn.scores            | (nq, T, Tk), no batch axis                  |
+| blocks.N.attn.hook_pattern           | blocks.N.attn.probs             | rows sum to 1 - sink_mass                   |
+| blocks.N.attn.hook_z                 | blocks.N.attn.z                 | (T, nq d): heads concatenated; cache.head() |
+| blocks.N.hook_attn_out               | blocks.N.attn.out               |                                             |
+| blocks.N.hook_resid_mid              | blocks.N.resid_mid              |                                             |
+| blocks.N.ln2.hook_normalized         | blocks.N.moe.normed             |                                             |
+| blocks.N.mlp.hook_expert_indices     | blocks.N.moe.router.expert_ids  | (TL's hook_expert_weights is over all E)    |
+| blocks.N.hook_mlp_out                | blocks.N.moe.out                |                                             |
+| blocks.N.hook_resid_post             | blocks.N.resid_post             |                                             |
+| ln_final.hook_normalized             | norm                            |                                             |
 """
 
 from dataclasses import dataclass
@@ -62,6 +88,50 @@ INTERMEDIATES: tuple[Intermediate, ...] = tuple([
 ])
 
 BY_NAME = {entry.name: entry for entry in INTERMEDIATES}
+
+# Computed for display only: the forward pass records them but never reads them again.
+OBSERVED = frozenset({"rope.inv_freq", "blocks.N.attn.sink_mass"})
+
+TRANSFORMER_LENS = {
+    "hook_embed": "embed", "blocks.N.hook_resid_pre": "blocks.N.resid_pre",
+    "blocks.N.ln1.hook_normalized": "blocks.N.attn.normed",
+    "blocks.N.attn.hook_q": "blocks.N.attn.q", "blocks.N.attn.hook_k": "blocks.N.attn.k",
+    "blocks.N.attn.hook_v": "blocks.N.attn.v", "blocks.N.attn.hook_rot_q": "blocks.N.attn.q_rot",
+    "blocks.N.attn.hook_rot_k": "blocks.N.attn.k_rot", "blocks.N.attn.hook_attn_scores": "blocks.N.attn.scores",
+    "blocks.N.attn.hook_pattern": "blocks.N.attn.probs", "blocks.N.attn.hook_z": "blocks.N.attn.z",
+    "blocks.N.hook_attn_out": "blocks.N.attn.out", "blocks.N.hook_resid_mid": "blocks.N.resid_mid",
+    "blocks.N.ln2.hook_normalized": "blocks.N.moe.normed",
+    "blocks.N.mlp.hook_expert_indices": "blocks.N.moe.router.expert_ids",
+    "blocks.N.hook_mlp_out": "blocks.N.moe.out", "blocks.N.hook_resid_post": "blocks.N.resid_post",
+    "ln_final.hook_normalized": "norm",
+}
+
+
+def _template(name: str) -> tuple[str, str | None]:
+    """("blocks.N.attn.probs", "3") from "blocks.3.attn.probs" (the layer part may be a wildcard); (name, None)
+    for a name outside the blocks."""
+    parts = name.split(".")
+    if len(parts) > 2 and parts[0] == "blocks":
+        return ".".join(["blocks", "N", *parts[2:]]), parts[1]
+    return name, None
+
+
+def from_transformer_lens(name: str) -> str:
+    """A TransformerLens hook name (or pattern, e.g. "blocks.*.hook_resid_post") in minigptoss's spelling;
+    any other name unchanged."""
+    if "hook_" not in name:
+        return name
+    template, layer = _template(name)
+    ours = TRANSFORMER_LENS.get(template)
+    if ours is None:
+        raise KeyError(f"{name!r}: TransformerLens name with no minigptoss equivalent (see names.py's table)")
+    return ours if layer is None else ours.replace("N", layer, 1)
+
+
+def is_declared(name: str) -> bool:
+    """Whether `name` is a concrete recorded name (blocks.3.attn.probs yes, blocks.N.attn.probs or foo no)."""
+    template, layer = _template(name)
+    return template in BY_NAME and (layer is None or layer.isdigit())
 
 
 def recorded_names(num_layers: int) -> list[str]:

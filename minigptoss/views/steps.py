@@ -39,17 +39,17 @@ TITLES = {"tokens": "tokens", "embed": "embedding", "norm": "RMSNorm", "qkv": "Q
 # For each kind of step, the functions that compute it: (function, None) for all of it, or
 # (function, needles) for its lines from the first to the last holding one of the needles.
 SOURCES = {
-    "tokens": [(model.forward, ("positions = np.arange",))],
+    "tokens": [(model.forward, ('positions = record("positions"',))],
     "embed": [(model.forward, ('"embedding.weight"',))],
     "norm": [(rmsnorm.rms, None), (rmsnorm.rms_norm, None)],
-    "qkv": [(model.attention_block, ("qkv = t @", "q, k, v = split_qkv")), (attention.split_qkv, None)],
+    "qkv": [(model.attention_block, ('qkv = record(at + "qkv"', "q, k, v = split_qkv")), (attention.split_qkv, None)],
     "rope": [(rope.inverse_frequencies, None), (rope.apply_rope, None)],
     "attn": [(attention.attention_scores, None), (attention.sink_softmax, None), (attention.attend, None)],
-    "attn_out": [(model.attention_block, ("out = z @",)), (model.attention_block, ("return x + out",))],
+    "attn_out": [(model.attention_block, ('out = record(at + "out"',)), (model.attention_block, ("return x + out",))],
     "router": [(router.router_logits, None), (router.route, None)],
     "mxfp4": [(mxfp4.decode_mxfp4, None), (moe.grouped_linear, None)],
     "swiglu": [(swiglu.swiglu, None)],
-    "mlp2": [(model.moe_block, ("expert_out = grouped_linear",)), (moe.MXFP4Experts.matrix, None)],
+    "mlp2": [(model.moe_block, ('"expert_out", grouped_linear',)), (moe.MXFP4Experts.matrix, None)],
     "moe": [(moe.combine, None), (model.moe_block, ("return x + out",))],
     "output": [(model.forward, ('w["norm.scale"]', '"unembedding.weight"'))],
 }
