@@ -18,7 +18,7 @@ k_rot / v is what gets cached). What each one patches:
     forbid_experts(experts, ...)      the last slots' places) or never chosen; weights = softmax of the router's
                                       own logits over the new choice, as `route` does.
     top1_routing(layers)              blocks.N.moe.router.weights = (1, 0, ..., 0): only the best expert counts.
-                                      Same logits as a model with experts_per_token = 1.
+                                      The logits of experts_per_token = 1, to float32 rounding.
     zero_head(layer, head)            blocks.N.attn.z: that head's d columns set to 0 (before the out projection).
     patch_from(cache, names, ...)     activation patching: the named tensors (or rows of them, at positions)
                                       taken from a capture of another prompt.
@@ -239,7 +239,8 @@ def top1_routing(layers: Iterable[int] | None = None) -> Intervention:
     """Only each token's best expert counts: router weights (1, 0, ..., 0) on `layers` (all if None).
 
     Patches blocks.N.moe.router.weights; the other chosen experts still run but are multiplied by 0, so the
-    logits equal those of the same weights with experts_per_token = 1 (softmax over one logit is 1)."""
+    logits equal those of the same weights with experts_per_token = 1 (softmax over one logit is 1), up to float32
+    rounding (each expert's matrix product runs on a different batch of tokens)."""
     layers = None if layers is None else list(layers)
 
     def first_only(weights, name):

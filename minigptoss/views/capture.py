@@ -25,7 +25,8 @@ class Capture(inspector.Capture):
 
 
 @contextmanager
-def capture(*patterns: str):
-    """Record every intermediate whose name matches one of `patterns` (all of them if none are given)."""
-    with inspector.capture(*patterns, kind=Capture) as cache:
+def capture(*patterns: str, per_step: bool = False):
+    """Record every intermediate whose name matches one of `patterns` (all of them if none are given); with
+    per_step=True keep every forward pass's values (`cache.steps`, e.g. one per token under `generate`)."""
+    with inspector.capture(*patterns, kind=Capture, per_step=per_step) as cache:
         yield cache
