@@ -17,11 +17,16 @@ from minigptoss.names import INTERMEDIATES, OBSERVED, TRANSFORMER_LENS, recorded
 MODEL = minigptoss.random_model(TINY, seed=1)
 PROMPT = list(b"Sinks, windows and experts.")  # 27 tokens: longer than the window of 8
 T, L, NQ, E = len(PROMPT), TINY.num_hidden_layers, TINY.num_attention_heads, TINY.num_experts
-BASE = MODEL.forward(PROMPT)
-with minigptoss.capture() as _cache:
-    MODEL.forward(PROMPT)
-BASE_CACHE = _cache
 layers = st.lists(st.integers(0, L - 1), min_size=1, max_size=L, unique=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def unpatched():
+    """The unpatched run, computed when this module's tests start (not at import: other tests may change how
+    many threads BLAS uses, and with it the last bits)."""
+    global BASE, BASE_CACHE
+    with minigptoss.capture() as BASE_CACHE:
+        BASE = MODEL.forward(PROMPT)
 
 
 def with_weights(**changes):
