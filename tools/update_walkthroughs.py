@@ -13,7 +13,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
-HARNESS = Path(__file__).resolve().parent.parent / "walkthroughs" / "harness.py"
+ROOT = Path(__file__).resolve().parent.parent
+HARNESS = ROOT / "walkthroughs" / "harness.py"
+sys.path.insert(0, str(ROOT))  # the pages import this checkout's minigptoss, not whichever one is installed
 
 
 def load_harness():
