@@ -17,6 +17,8 @@ harness = sys.modules.setdefault("walkthrough_harness", importlib.util.module_fr
 _spec.loader.exec_module(harness)
 
 FILES = harness.walkthrough_files()
+SOLUTIONS = harness.solution_files()
+PAGES = FILES + SOLUTIONS
 EXPECTED = ["00-overview", "01-rmsnorm", "02-rope", "03-attention", "04-swiglu", "05-router-moe", "06-mxfp4",
             "07-forward-kv-cache", "08-tokenizer-harmony", "09-gpt-oss-20b-in-16gb"]
 
@@ -29,7 +31,25 @@ def test_the_walkthroughs_are_all_there_and_listed_in_the_readme():
     assert listed == EXPECTED, f"walkthroughs/README.md lists {listed}, expected {EXPECTED} in reading order"
 
 
-@pytest.mark.parametrize("path", FILES, ids=[path.stem for path in FILES])
+def test_every_exercise_has_a_solution_page_that_the_harness_runs():
+    """walkthroughs/solutions/NN-name.md answers exercise N of NN-name.md under '## Exercise N'."""
+    assert [s.stem for s in SOLUTIONS] == EXPECTED, f"solutions/ holds {[s.stem for s in SOLUTIONS]}"
+    for page, solution in zip(FILES, SOLUTIONS):
+        text = page.read_text(encoding="utf-8")
+        exercises = text[text.index("## Exercises"):]
+        numbers = re.findall(r"^(\d+)\. ", exercises, re.M)
+        answered = re.findall(r"^## Exercise (\d+)\b", solution.read_text(encoding="utf-8"), re.M)
+        assert answered == numbers, f"{solution.name} answers exercises {answered}, {page.name} asks {numbers}"
+        assert f"](solutions/{page.name})" in text, f"{page.name} does not link to solutions/{page.name}"
+
+
+@pytest.mark.parametrize("path", PAGES, ids=[f"{path.parent.name}/{path.stem}" for path in PAGES])
+def test_numbers_in_the_prose_come_from_an_output(path):
+    problems = harness.unchecked_numbers(path)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", PAGES, ids=[f"{path.parent.name}/{path.stem}" for path in PAGES])
 def test_walkthrough_outputs_match_the_page(path):
     mismatches = harness.check_file(path)
     if mismatches:
@@ -37,7 +57,7 @@ def test_walkthrough_outputs_match_the_page(path):
         pytest.fail(mismatches[0].report() + more, pytrace=False)
 
 
-@pytest.mark.parametrize("path", FILES, ids=[path.stem for path in FILES])
+@pytest.mark.parametrize("path", PAGES, ids=[f"{path.parent.name}/{path.stem}" for path in PAGES])
 def test_walkthrough_links_point_at_real_files_and_functions(path):
     """A link like [`sink_softmax`](../minigptoss/attention.py) names a file that exists and defines it."""
     text = path.read_text(encoding="utf-8")

@@ -1,6 +1,6 @@
 """Re-run the walkthroughs' code and rewrite their ```text output blocks (for authors; the tests never rewrite).
 
-    python tools/update_walkthroughs.py                  # every walkthroughs/NN-*.md
+    python tools/update_walkthroughs.py                  # every walkthroughs/NN-*.md and solutions/NN-*.md
     python tools/update_walkthroughs.py 04-attention.md  # just these (names or paths)
     python tools/update_walkthroughs.py --check          # report mismatches, change nothing (exit 1 if any)
 
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     paths = [Path(f) if Path(f).exists() else harness.WALKTHROUGHS / f for f in args.files]
     failed = 0
-    for path in paths or harness.walkthrough_files():
+    for path in paths or harness.walkthrough_files() + harness.solution_files():
         if args.check:
             mismatches = harness.check_file(path)
             failed += bool(mismatches)
