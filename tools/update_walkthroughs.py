@@ -1,7 +1,7 @@
 """Re-run the walkthroughs' code and rewrite their ```text output blocks (for authors; the tests never rewrite).
 
     python tools/update_walkthroughs.py                  # every walkthroughs/NN-*.md and solutions/NN-*.md
-    python tools/update_walkthroughs.py 04-attention.md  # just these (names or paths)
+    python tools/update_walkthroughs.py 03-attention.md  # just these (names or paths)
     python tools/update_walkthroughs.py --check          # report mismatches, change nothing (exit 1 if any)
 
 Read the diff afterwards (`git diff walkthroughs/`): a changed number is either the fix you meant or a bug.

@@ -11,6 +11,8 @@ The convention (also in walkthroughs/README.md):
 - A bare ``` fence (no language) is a diagram or formula: shown, never run. Any other fence language, a ```text
   block that follows no ```python block, or an indented fence is an error, so no code can hide from the check.
 - An exception is a mismatch like any other: the traceback becomes the block's actual output.
+- A decimal number in the prose must appear in a block of the page (or of a page its paragraph links to):
+  `unchecked_numbers(path)` lists the ones that do not. Solutions live in walkthroughs/solutions/NN-*.md.
 
     check_file(path)        -> [Mismatch]   (empty when the page is right)
     updated_markdown(path)  -> the page with every ```text block rewritten from a fresh run (for authors)
