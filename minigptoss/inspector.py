@@ -33,11 +33,12 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
-from .names import OBSERVED, declared, from_transformer_lens, is_declared
+from .names import OBSERVED, declared, from_transformer_lens, is_declared, recorded_names
 
 _open_captures: list["Capture"] = []
 _open_patches: list["Patch"] = []
 
+_ANY_DEPTH = recorded_names(64)  # what a wildcard pattern is checked against (gpt-oss-120b has 36 layers)
 PatchFunction = Callable[[np.ndarray, str], np.ndarray]
 
 
@@ -130,8 +131,8 @@ class Capture(Mapping):
     def logit_lens(self, model, pattern: str) -> np.ndarray:
         """The final norm and unembedding applied to recorded residuals (`model.logit_lens`): one name
         (T, H) -> (T, V), or a pattern such as "blocks.*.resid_post" -> (L, T, V)."""
-        names = self.names(pattern)
-        return model.logit_lens(self.stack(pattern) if len(names) > 1 or names[0] != pattern else self[pattern])
+        pattern = from_transformer_lens(pattern)
+        return model.logit_lens(self[pattern] if pattern in self._tensors else self.stack(pattern))
 
     @property
     def steps(self) -> list[dict[str, np.ndarray]]:
@@ -160,12 +161,17 @@ class Patch:
 
     def __init__(self, patterns: str | Iterable[str], fn: PatchFunction, display: bool = False):
         patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
-        self.patterns = tuple(from_transformer_lens(p) for p in patterns)
+        try:
+            self.patterns = tuple(from_transformer_lens(p) for p in patterns)
+        except KeyError as error:
+            raise PatchError(f"cannot patch {error.args[0]}") from None
         self.fn, self.display = fn, display
         for pattern in self.patterns:
-            if not re.search(r"[*?\[]", pattern) and not is_declared(pattern):
-                raise PatchError(f"cannot patch {pattern!r}: not a recorded intermediate (see minigptoss/names.py)")
-            if not display and not re.search(r"[*?\[]", pattern) and declared(pattern).name in OBSERVED:
+            wildcard = re.search(r"[*?\[]", pattern)
+            if not (any(fnmatchcase(name, pattern) for name in _ANY_DEPTH) if wildcard else is_declared(pattern)):
+                raise PatchError(f"cannot patch {pattern!r}: it matches no recorded intermediate "
+                                 f"(see minigptoss/names.py)")
+            if not display and not wildcard and declared(pattern).name in OBSERVED:
                 raise PatchError(f"cannot patch {pattern!r}: it is computed for display only and the forward pass "
                                  f"does not use it ({declared(pattern).meaning}); see names.py's observed names")
 

@@ -89,8 +89,9 @@ def test_display_only_names_are_refused_by_name(name):
 
 
 def test_unknown_names_and_wrong_replacements_are_one_clear_error():
-    with pytest.raises(minigptoss.PatchError, match="not a recorded intermediate"):
-        minigptoss.patch("blocks.0.attn.pattern", perturbed).__enter__()
+    for wrong in ("blocks.0.attn.pattern", "blocks.*.attn.pattern", "block.0.*"):
+        with pytest.raises(minigptoss.PatchError, match="matches no recorded intermediate"):
+            minigptoss.patch(wrong, perturbed).__enter__()
     with minigptoss.patch("blocks.1.attn.probs", lambda p, name: p[:, :, :-1]):
         with pytest.raises(minigptoss.PatchError, match=r"'blocks.1.attn.probs' returned shape \(8, 27, 26\) "
                                                         r"dtype float32.*shape \(8, 27, 27\) dtype float32"):
@@ -112,7 +113,8 @@ def test_patched_probs_change_z_and_a_patched_mask_changes_the_scores():
     uniform = lambda p, name: np.where(p > 0, np.float32(1 / 64), np.float32(0))  # noqa: E731
     with minigptoss.patch("blocks.1.attn.probs", uniform), minigptoss.capture("blocks.1.attn.*") as cache:
         MODEL.forward(PROMPT)
-    np.testing.assert_array_equal(cache["blocks.1.attn.z"], attend(cache["blocks.1.attn.probs"], cache["blocks.1.attn.v"]))
+    z, probs, v = cache["blocks.1.attn.z"], cache["blocks.1.attn.probs"], cache["blocks.1.attn.v"]
+    np.testing.assert_array_equal(z, attend(probs, v))
     only_self = lambda m, name: np.eye(*m.shape, dtype=bool)  # noqa: E731
     with minigptoss.patch("blocks.0.attn.mask", only_self), minigptoss.capture("blocks.0.attn.scores") as cache:
         MODEL.forward(PROMPT)
@@ -277,6 +279,7 @@ def test_logit_lens():
     lens = BASE_CACHE.logit_lens(MODEL, "blocks.*.resid_post")
     assert lens.shape == (L, T, TINY.vocab_size)
     np.testing.assert_array_equal(lens[1], minigptoss.logit_lens(MODEL, BASE_CACHE["blocks.1.resid_post"]))
+    assert BASE_CACHE.logit_lens(MODEL, "blocks.1.hook_resid_post").shape == (T, TINY.vocab_size)
 
 
 def test_per_step_capture_under_generate():

@@ -16,7 +16,7 @@ from .tensor import tensor_panel
 
 
 class Capture(inspector.Capture):
-    """inspector.Capture, plus `show(name)`."""
+    """inspector.Capture (names to arrays; repr, stack, head, logit_lens, steps), plus `show(name)`."""
 
     def show(self, name: str, console: Console | None = None) -> None:
         """Print a rich summary of one recorded tensor (to `console`, else a new stdout console)."""
