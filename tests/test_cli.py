@@ -47,3 +47,69 @@ def test_show_prints_a_panel_with_stats():
     cache.show("blocks.0.attn.probs", console=console)
     text = console.export_text()
     assert "blocks.0.attn.probs" in text and "(8, 3, 3)" in text and "float32" in text and "max" in text
+
+
+def test_next_token_probabilities_survive_a_real_vocabulary():
+    """At 201,088 ids the mass is spread thin: every shown probability keeps 3 significant digits, and the
+    log-probability is exact (log-softmax, not log of a rounded probability)."""
+    import re
+
+    from minigptoss.views.summary import probability_text, top_tokens_table
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, 201088).astype(np.float32)
+    console = Console(record=True, width=100)
+    console.print(top_tokens_table(logits, minigptoss.o200k_harmony(), 10))
+    rows = re.findall(r"│\s+(\d+) │\s+(\d+) │.*│\s+(\S+) │\s+(\S+) │\s+(\S+) │", console.export_text())
+    assert len(rows) == 10
+    log_probs = logits.astype(np.float64) - np.log(np.sum(np.exp(logits.astype(np.float64))))
+    for rank, token, logit, prob, log_p in rows:
+        assert float(prob) > 0 and prob != "0.000"
+        assert abs(float(prob) / np.exp(log_probs[int(token)]) - 1) < 5e-3
+        assert abs(float(log_p) - log_probs[int(token)]) < 5e-4
+    assert probability_text(0.5) == "0.500" and probability_text(3.2e-9) == "3.20e-09"
+
+
+def test_every_count_flag_is_validated_in_one_line(capsys):
+    import pytest
+
+    for argv in (["run", "--top", "-3"], ["run", "--top", "0"], ["step", "--top", "x"]):
+        with pytest.raises(SystemExit) as exit:
+            main(argv)
+        assert exit.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--top" in err and "expected a whole number >= 1" in err
+
+
+def test_a_closed_pipe_is_exit_status_0():
+    import subprocess
+    import sys
+
+    for command in ("step --no-pause", "run"):
+        result = subprocess.run(f"{sys.executable} -m minigptoss {command} | head -1; exit ${{PIPESTATUS[0]}}",
+                                shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and result.stdout.startswith("minigptoss"), (command, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_pass_progress_counts_layers_and_the_unembedding():
+    from minigptoss.cli.common import PassProgress
+
+    model = minigptoss.load(minigptoss.TINY_WEIGHTS)
+    progress, seen = PassProgress(model), []
+    original = minigptoss.model.record
+
+    def spy(name, value):
+        original(name, value)
+        if name in ("embed", "blocks.0.resid_pre", "blocks.3.resid_post", "logits"):
+            seen.append((progress.phase(), progress.completed, progress.total))
+
+    minigptoss.model.record = spy
+    try:
+        with progress.watching():
+            model.forward([1, 2, 3])
+    finally:
+        minigptoss.model.record = original
+    assert seen == [("embedding", 0, 5), ("layer 1/4", 0, 5), ("layer 4/4", 3, 5),
+                    ("unembedding (final norm, logits)", 4, 5)]
+    assert progress.completed == 5 and "forward pass done · 5/5" in progress.describe()

@@ -202,9 +202,13 @@ class BackgroundPass:
 @contextmanager
 def closed_pipe_is_fine():
     """`minigptoss step | head -1`: when the reader goes away, stop quietly (exit 0) instead of a traceback.
-    stdout is pointed at /dev/null so the interpreter's final flush does not fail again."""
+    stdout is pointed at /dev/null so the interpreter's final flush does not fail again. (rich does that
+    itself and raises SystemExit(1) from the BrokenPipeError: a closed pipe is not a failure, so that is 0.)"""
     try:
         yield
+    except SystemExit as exit:
+        if not isinstance(exit.__context__, BrokenPipeError):
+            raise
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -99,19 +100,11 @@ def print_steps(session: Session, steps: list[Step], console: Console, start: in
     """Print the steps from `start`, each as soon as the forward pass has recorded it (progress on stderr)."""
     errors = Console(stderr=True)
     for index in range(start, len(steps)):
-        with session.run.progress.shown(errors) if session.run else _nothing():
+        with session.run.progress.shown(errors) if session.run else nullcontext():
             ready = session.wait_for(steps[index])
         if not ready:
             raise session.run.error or RuntimeError(f"the forward pass ended without recording {steps[index].name}")
         console.print(render_step(session, steps[index], index, len(steps), width=console.width, top=top))
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def cmd_step(args, console: Console) -> None:
