@@ -84,6 +84,9 @@ class Body(VerticalScroll):
     BINDINGS = [Binding("home", "top", show=False), Binding("end", "bottom", show=False),
                 Binding("pageup", "page_up", show=False), Binding("pagedown", "page_down", show=False)]
 
+    def on_resize(self) -> None:  # the outline opened or closed, or the terminal changed: redraw at the new width
+        self.app.call_after_refresh(self.app.refresh_view)
+
     def action_top(self) -> None:
         self.scroll_home(animate=False)
 
