@@ -113,3 +113,38 @@ def test_pass_progress_counts_layers_and_the_unembedding():
     assert seen == [("embedding", 0, 5), ("layer 1/4", 0, 5), ("layer 4/4", 3, 5),
                     ("unembedding (final norm, logits)", 4, 5)]
     assert progress.completed == 5 and "forward pass done · 5/5" in progress.describe()
+
+
+def test_no_command_prints_help_and_version(capsys):
+    assert main([]) == 0
+    assert "usage: minigptoss" in capsys.readouterr().out
+    import pytest
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out.strip() == f"minigptoss {minigptoss.__version__}"
+
+
+def test_generate_prompt_sources_stops_and_candidates(capsys, tmp_path, monkeypatch):
+    import io
+    import re
+
+    path = tmp_path / "prompt.txt"
+    path.write_text("Hi")
+    assert main(["generate", "-f", str(path), "-n", "2", "--temp", "0", "--ignore-eos"]) == 0
+    from_file = capsys.readouterr()
+    assert from_file.out.startswith("Hi") and "2 new tokens" in from_file.err
+    monkeypatch.setattr("sys.stdin", io.StringIO("Hi"))
+    assert main(["generate", "-p", "-", "-n", "2", "--temp", "0", "--ignore-eos", "--no-echo"]) == 0
+    from_stdin = capsys.readouterr()
+    assert from_stdin.out == from_file.out[2:]  # the same continuation, without the prompt
+    assert main(["generate", "--tokens", "72,105", "-n", "2", "--temp", "0", "--ignore-eos"]) == 0
+    assert capsys.readouterr().out == from_file.out
+    assert main(["generate", "-p", "Hi", "-n", "3", "--temp", "0", "--ignore-eos", "--show-probs", "2"]) == 0
+    lines = [line for line in capsys.readouterr().out.split("\n") if "[" in line]
+    assert len(lines) == 3 and all(re.search(r"\[\*'.*' \d\.\d{3}\S* \| '.*' \d", line) for line in lines)
+    assert main(["generate", "-p", "Hi", "-n", "30", "--temp", "0", "--ignore-eos", "--stop", "x", "--stop", "\x0f"]) == 0
+    stopped = re.search(r"(\d+) new tokens, stopped at stop text", capsys.readouterr().err)
+    assert stopped and int(stopped.group(1)) < 30
+    assert main(["generate", "-f", str(tmp_path / "missing.txt")]) == 2
+    assert "missing.txt: cannot read it" in capsys.readouterr().err
