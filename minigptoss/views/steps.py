@@ -199,19 +199,47 @@ def where_text(session, step) -> Text:
                          " · ", ("piece ", "dim"), (step.piece, "bold"))
 
 
-def render_step(session, step, index: int, total: int, width: int = 80, top: int = 10) -> Group:
-    """One full screen for `step`: where, equation, source, tensors, and the piece's own view."""
+def step_title(step, index: int, total: int) -> str:
+    """`step 6/48 · blocks.0.attn · attention with sinks` (rich markup)."""
     title = f"[bold]step {index + 1}/{total} · {step.name}[/]"
     if TITLES[step.kind] != step.name:
         title += f" · {TITLES[step.kind]}"
-    parts = [Rule(title, characters="━"),
+    return title
+
+
+def piece_view(session, step, width: int = 80, top: int = 10):
+    """The view made for the piece, in its green panel (None if the piece has none)."""
+    view = VIEWS[step.kind](session, step, width, top=top)
+    if view is None:
+        return None
+    return Panel(view, title=f"[bold]{TITLES[step.kind]}[/]", title_align="left", border_style="green")
+
+
+def equation_panel(session, step) -> Panel:
+    return Panel(Text(equation(step.kind, session.config, step.layer)), title="equation", title_align="left")
+
+
+def step_body(session, step, width: int = 80, top: int = 10, source: bool = False, tensors: bool = False) -> Group:
+    """What the interactive debugger scrolls: the equation and the piece's own view first, then (when asked)
+    the source and the tensor list; the title and position line are pinned above it."""
+    parts = [equation_panel(session, step), piece_view(session, step, width, top)]
+    if source:
+        parts.append(source_panel(step.kind))
+    if tensors:
+        parts.append(tensors_panel(session, step, width))
+    return Group(*(part for part in parts if part is not None))
+
+
+def render_step(session, step, index: int, total: int, width: int = 80, top: int = 10) -> Group:
+    """One full screen for `step` (the printed mode): title, where, equation, source, tensors, the piece's view."""
+    parts = [Rule(step_title(step, index, total), characters="━"),
              where_text(session, step),
-             Panel(Text(equation(step.kind, session.config, step.layer)), title="equation", title_align="left"),
+             equation_panel(session, step),
              source_panel(step.kind),
              tensors_panel(session, step, width)]
-    view = VIEWS[step.kind](session, step, width, top=top)
+    view = piece_view(session, step, width, top)
     if view is not None:
-        parts.append(Panel(view, title=f"[bold]{TITLES[step.kind]}[/]", title_align="left", border_style="green"))
+        parts.append(view)
     return Group(*parts)
 
 
