@@ -15,11 +15,13 @@ import json
 import math
 from pathlib import Path
 
+from .errors import MinigptossError
+
 RMS_NORM_EPS = 1e-5
 SWIGLU_ALPHA = 1.702
 
 
-class ConfigError(ValueError):
+class ConfigError(MinigptossError):
     """A config.json (or Config) that is not a valid gpt-oss configuration."""
 
 

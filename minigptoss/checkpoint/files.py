@@ -44,6 +44,7 @@ import numpy as np
 
 from . import hf
 from ..config import Config, ConfigError, read_json
+from ..errors import MinigptossError
 from ..mxfp4 import decode_mxfp4
 from .lazy import LazyWeights, Stored, cache_plan
 from .tensors import f32_to_bf16_bits, tensor_specs
@@ -55,7 +56,7 @@ DEFAULT_CACHE_CAP = 6 * 2**30  # bytes of float32 copies kept, at most (also cap
 CACHE_ENV = "MINIGPTOSS_CACHE_GIB"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MinigptossError):
     """A checkpoint file or folder that cannot be read as a gpt-oss checkpoint."""
 
 

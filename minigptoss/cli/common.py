@@ -13,12 +13,13 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 
 import minigptoss
 from ..checkpoint import memory_estimate
+from ..errors import MinigptossError
 from ..text.tokenizer import tokenizer_for
 
 DEFAULT_PROMPT = "Hello, gpt-oss! What is 2 + 2?"
 
 
-class UsageError(Exception):
+class UsageError(MinigptossError):
     """Bad input from the user: printed as one line, exit status 2."""
 
 
