@@ -11,7 +11,8 @@ traceback. It subclasses ValueError so that `except ValueError` in callers keeps
       CheckpointError   checkpoint/files.py a checkpoint file or folder, or MINIGPTOSS_CACHE_GIB
       TokenError        model.py            token ids: not 1-D integers, or outside the vocabulary
       SamplingError     sampling.py         generation settings (temperature, top_p, ...)
-      UsageError        cli/common.py       a command-line argument or environment variable
+      SettingError      environment.py      an environment variable (MINIGPTOSS_THREADS, MINIGPTOSS_CACHE_GIB)
+      UsageError        cli/common.py       a command-line argument
 
 Standard library only (imported by every other module).
 """
@@ -29,4 +30,8 @@ class SamplingError(MinigptossError):
     """Generation settings out of range (max_new_tokens, temperature, top_p, top_k)."""
 
 
-__all__ = ["MinigptossError", "TokenError", "SamplingError"]
+class SettingError(MinigptossError):
+    """An environment variable minigptoss reads, set to a value it cannot use."""
+
+
+__all__ = ["MinigptossError", "TokenError", "SamplingError", "SettingError"]

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from . import hf
+from .. import environment
 from ..config import Config, ConfigError, read_json
 from ..errors import MinigptossError
 from ..mxfp4 import decode_mxfp4
@@ -53,7 +54,7 @@ DTYPES = {"BF16": np.dtype("<u2"), "U8": np.dtype("u1"), "F32": np.dtype("<f4"),
           "I32": np.dtype("<i4"), "I64": np.dtype("<i8")}
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 DEFAULT_CACHE_CAP = 6 * 2**30  # bytes of float32 copies kept, at most (also capped at a quarter of RAM)
-CACHE_ENV = "MINIGPTOSS_CACHE_GIB"
+CACHE_ENV = environment.CACHE_GIB
 
 
 class CheckpointError(MinigptossError):
@@ -260,12 +261,9 @@ def find_checkpoint(path) -> tuple[str, Path, str]:
 
 def default_cache_budget() -> int:
     """Bytes of float32 copies to keep: MINIGPTOSS_CACHE_GIB if set, else min(6 GiB, a quarter of RAM)."""
-    if os.environ.get(CACHE_ENV):
-        try:
-            return int(float(os.environ[CACHE_ENV]) * 2**30)
-        except ValueError:
-            raise CheckpointError(f"environment variable {CACHE_ENV}={os.environ[CACHE_ENV]!r} is not a number "
-                                  f"of GiB") from None
+    gib = environment.cache_gib()
+    if gib is not None:
+        return int(gib * 2**30)
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -275,11 +273,15 @@ def default_cache_budget() -> int:
 
 def open_checkpoint(path, cache_bytes: int | None = None) -> tuple[Config, LazyWeights, CheckpointInfo]:
     """Find, validate and map a checkpoint: -> (config, lazily widened weights, what was found). Reads headers only."""
+    environment.check()  # MINIGPTOSS_THREADS and _CACHE_GIB: refused here, with their names, if unusable
     layout, folder, how = find_checkpoint(path)
     if layout == "original":
         config, stored, files, layout = _open_original(folder)
     else:
         config, stored, files, layout = _open_hf(folder)
+    if cache_bytes is not None and not (isinstance(cache_bytes, (int, float)) and 0 <= cache_bytes < 2**50):
+        raise CheckpointError(f"cache_bytes must be a number of bytes >= 0 (or None for the default), "
+                              f"got {cache_bytes!r}")
     budget = default_cache_budget() if cache_bytes is None else int(cache_bytes)
     keep = cache_plan(stored, budget)
     weights = LazyWeights(stored, keep)

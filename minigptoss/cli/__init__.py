@@ -20,6 +20,7 @@ import sys
 
 from rich.console import Console
 
+from .. import environment
 from ..errors import MinigptossError
 from .chat import add_chat_parser
 from .common import DEFAULT_PROMPT, OneLineParser, UsageError
@@ -44,6 +45,7 @@ def main(argv=None) -> int:
     """Run one command: -> its exit status (0, 1, 2 or 130, as in this module's docstring)."""
     try:
         args = build_parser().parse_args(argv)
+        environment.check()
         stdout = Stdout(sys.stdout)
         args.handler(args, Console(file=stdout))
         stdout.flush()
