@@ -29,25 +29,26 @@ class ConfigError(MinigptossError):
 
 
 MAX_SIZE = 2**31 - 1  # no size of gpt-oss comes near; beyond it products of sizes overflow NumPy's indices
+MAX_FLOAT = 1e18  # no constant of gpt-oss comes near; below it RoPE's float32 tables (s times theta) stay finite
 
 # field -> (lowest, highest, what the error says it must be); every value must also be finite
 RANGES = {
-    "num_hidden_layers": (1, MAX_SIZE, "a whole number of layers >= 1"),
-    "num_experts": (1, MAX_SIZE, "a whole number of experts >= 1"),
-    "experts_per_token": (1, MAX_SIZE, "a whole number >= 1"),
-    "vocab_size": (1, MAX_SIZE, "a whole number of tokens >= 1"),
-    "hidden_size": (32, MAX_SIZE, "a whole number >= 32"),
-    "intermediate_size": (32, MAX_SIZE, "a whole number >= 32"),
-    "swiglu_limit": (0.0, math.inf, "a finite number > 0"),
-    "head_dim": (2, MAX_SIZE, "a whole number >= 2"),
-    "num_attention_heads": (1, MAX_SIZE, "a whole number of heads >= 1"),
-    "num_key_value_heads": (1, MAX_SIZE, "a whole number of heads >= 1"),
-    "sliding_window": (0, MAX_SIZE, "a whole number of keys >= 0 (0: no window)"),
-    "initial_context_length": (1, MAX_SIZE, "a whole number of positions >= 1"),
-    "rope_theta": (1.0, math.inf, "a finite number > 1 (RoPE's base)"),
-    "rope_scaling_factor": (1.0, math.inf, "a finite number >= 1 (1: no YaRN)"),
-    "rope_ntk_alpha": (0.0, math.inf, "a finite number > 0"),
-    "rope_ntk_beta": (0.0, math.inf, "a finite number > 0"),
+    "num_hidden_layers": (1, MAX_SIZE, "a whole number of layers from 1 to 2**31 - 1"),
+    "num_experts": (1, MAX_SIZE, "a whole number of experts from 1 to 2**31 - 1"),
+    "experts_per_token": (1, MAX_SIZE, "a whole number from 1 to 2**31 - 1"),
+    "vocab_size": (1, MAX_SIZE, "a whole number of tokens from 1 to 2**31 - 1"),
+    "hidden_size": (32, MAX_SIZE, "a whole number from 32 to 2**31 - 1"),
+    "intermediate_size": (32, MAX_SIZE, "a whole number from 32 to 2**31 - 1"),
+    "swiglu_limit": (0.0, MAX_FLOAT, "a number > 0 and <= 1e18"),
+    "head_dim": (2, MAX_SIZE, "a whole number from 2 to 2**31 - 1"),
+    "num_attention_heads": (1, MAX_SIZE, "a whole number of heads from 1 to 2**31 - 1"),
+    "num_key_value_heads": (1, MAX_SIZE, "a whole number of heads from 1 to 2**31 - 1"),
+    "sliding_window": (0, MAX_SIZE, "a whole number of keys from 0 to 2**31 - 1 (0: no window)"),
+    "initial_context_length": (1, MAX_SIZE, "a whole number of positions from 1 to 2**31 - 1"),
+    "rope_theta": (1.0, MAX_FLOAT, "a number > 1 and <= 1e18 (RoPE's base)"),
+    "rope_scaling_factor": (1.0, MAX_FLOAT, "a number >= 1 and <= 1e18 (1: no YaRN)"),
+    "rope_ntk_alpha": (0.0, MAX_FLOAT, "a number > 0 and <= 1e18"),
+    "rope_ntk_beta": (0.0, MAX_FLOAT, "a number > 0 and <= 1e18"),
 }
 ABOVE_LOW = {"swiglu_limit", "rope_theta", "rope_ntk_alpha", "rope_ntk_beta"}  # strictly greater than `lowest`
 
