@@ -1,8 +1,8 @@
 """What every command shares: the one-line usage error, the argparse that prints it, the model and prompt
 arguments, loading a model with a progress bar on the first touch of its weights, the tokenizer.
 
-Only the project's own errors (UsageError here, ConfigError, CheckpointError) become one line and exit
-status 2 (`cli.main`); anything else is a bug and keeps its traceback.
+Only the project's own errors (`errors.MinigptossError`: UsageError here, ConfigError, CheckpointError, ...)
+become one line and exit status 2 (`cli.main`); anything else is a bug and keeps its traceback.
 """
 
 import argparse
