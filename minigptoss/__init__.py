@@ -15,6 +15,7 @@ fast/ (kernels held to the root's definitions), checkpoint/ (files), text/ (toke
 from pathlib import Path
 
 from .checkpoint import CheckpointError, open_checkpoint, random_weights, write_checkpoint
+from .errors import MinigptossError, TokenError
 from .config import GPT_OSS_20B, GPT_OSS_120B, TINY, Config, ConfigError
 from . import interventions
 from .inspector import PatchError, patch

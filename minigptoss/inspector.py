@@ -33,6 +33,7 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
+from .errors import MinigptossError
 from .names import OBSERVED, declared, from_transformer_lens, is_declared, recorded_names
 
 _open_captures: list["Capture"] = []
@@ -42,7 +43,7 @@ _ANY_DEPTH = recorded_names(64)  # what a wildcard pattern is checked against (g
 PatchFunction = Callable[[np.ndarray, str], np.ndarray]
 
 
-class PatchError(ValueError):
+class PatchError(MinigptossError):
     """A patch that cannot be applied: an unknown or display-only name, or a replacement of the wrong shape/dtype."""
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from .attention import attend, attention_mask, attention_scores, sink_softmax, split_qkv
 from .config import Config
+from .errors import TokenError
 from .inspector import observe, record
 from .kvcache import KVCache
 from .moe import DenseExperts, MXFP4Experts, combine, grouped_linear
@@ -83,11 +84,11 @@ def check_tokens(tokens, vocab_size: int) -> np.ndarray:
     """A sequence or 1-D array of ids in [0, vocab_size) -> (T,) int64, or one clear error."""
     ids = np.asarray(tokens)
     if ids.ndim != 1 or ids.size == 0 or not (np.issubdtype(ids.dtype, np.integer) or ids.dtype == bool):
-        raise ValueError(f"tokens must be a non-empty 1-D sequence of integer ids, got shape {ids.shape} "
+        raise TokenError(f"tokens must be a non-empty 1-D sequence of integer ids, got shape {ids.shape} "
                          f"dtype {ids.dtype}")
     bad = ids[(ids < 0) | (ids >= vocab_size)]
     if bad.size:
-        raise ValueError(f"token id {int(bad[0])} is outside the vocabulary [0, {vocab_size})")
+        raise TokenError(f"token id {int(bad[0])} is outside the vocabulary [0, {vocab_size})")
     return ids.astype(np.int64)
 
 

@@ -38,12 +38,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..environment import threads
 from ..mxfp4 import BLOCK_SIZE, BYTES_PER_BLOCK, FP4_VALUES, scale_values
 
 GEMM_MIN_TOKENS = 64  # from this many rows of x on, decode-then-GEMM beats scaling the partial sums
 CHUNK_ROWS = 128  # weight rows decoded at a time per thread: 128 x 2880 float32 = 1.4 MiB, stays in L2/L3
 FAST_MIN_WEIGHTS = 1 << 16  # smaller matrices take the readable path
-WORKERS = max(1, int(os.environ.get("MINIGPTOSS_THREADS") or min(2, os.cpu_count() or 1)))  # threads per product
+WORKERS = threads(min(2, os.cpu_count() or 1), strict=False)  # per product; a bad value is refused at load
 PARALLEL_MIN_WEIGHTS = 1 << 20  # below this a second thread costs more than it saves
 
 # -- tables ---------------------------------------------------------------------------------------------------
