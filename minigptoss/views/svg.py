@@ -57,9 +57,10 @@ def document(body: str, width: float, height: float, title: str = "") -> str:
 
 
 def label(x: float, y: float, text: str, anchor: str = "start", rotate: bool = False, bold: bool = False,
-          fill: str = "#222") -> str:
-    """One <text>; rotated labels read bottom to top, starting at (x, y)."""
+          fill: str = "#222", size: float | None = None) -> str:
+    """One <text> (of font `size` px, else the document's); rotated labels read bottom to top from (x, y)."""
     weight = ' font-weight="bold"' if bold else ""
+    weight += f' font-size="{size:g}"' if size is not None and size != FONT else ""
     turn = f' transform="rotate(-90 {x:.1f} {y:.1f})"' if rotate else ""
     return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{turn}{weight} fill="{fill}">'
             f'{escape(text)}</text>')
@@ -139,8 +140,8 @@ def cell_rects(values: np.ndarray, x: float, y: float, size: float, scale: Scale
     return "".join(rects)
 
 
-def row_label_width(labels) -> float:
-    return max((text_width(short(t)) for t in labels), default=0) + 6 if labels else 0
+def row_label_width(labels, font: float = FONT) -> float:
+    return max((text_width(short(t), font) for t in labels), default=0) + 6 if labels else 0
 
 
 def fit(matrix: np.ndarray, limit: int = MAX_CELLS) -> tuple[np.ndarray, str]:
@@ -192,9 +193,10 @@ def attention_panel(probs, sink, mask, queries, keys, x: float, y: float, cell: 
     """One head at (x, y): its name, then per query row the sink's mass, a gap, and one cell per key.
 
     probs (T, Tk), sink (T,), mask (T, Tk) bool; queries / keys: the positions drawn (the last ones).
-    Returns (SVG elements, width, height)."""
-    left = x + (row_label_width([row_labels[i] for i in queries]) if show_rows else 0)
-    col_height = max((text_width(short(col_labels[j])) for j in keys), default=0) + 6 if show_cols else 0
+    Returns (SVG elements, width, height). Labels are set in a font no taller than a cell plus one pixel."""
+    font = min(FONT, cell + 1)
+    left = x + (row_label_width([row_labels[i] for i in queries], font) if show_rows else 0)
+    col_height = max((text_width(short(col_labels[j]), font) for j in keys), default=0) + 6 if show_cols else 0
     top = y + FONT + 4 + col_height
     gap = cell * 0.6
     keys_x = left + cell + gap
@@ -211,11 +213,11 @@ def attention_panel(probs, sink, mask, queries, keys, x: float, y: float, cell: 
              f'fill="none" stroke="#3060c0" stroke-width="1"/>',
              cell_rects(shown_probs, keys_x, top, cell, PROBS, key_title, masked=shown_mask)]
     if show_rows:
-        parts += [label(left - 4, top + (r + 0.75) * cell, short(row_labels[i]), anchor="end")
+        parts += [label(left - 4, top + (r + 0.8) * cell, short(row_labels[i]), anchor="end", size=font)
                   for r, i in enumerate(queries)]
     if show_cols:
-        parts.append(label(left + 0.7 * cell, top - 4, "sink", rotate=True, fill="#3060c0"))
-        parts += [label(keys_x + (c + 0.7) * cell, top - 4, short(col_labels[j]), rotate=True)
+        parts.append(label(left + 0.8 * cell, top - 4, "sink", rotate=True, fill="#3060c0", size=font))
+        parts += [label(keys_x + (c + 0.8) * cell, top - 4, short(col_labels[j]), rotate=True, size=font)
                   for c, j in enumerate(keys)]
     width = keys_x + len(keys) * cell - x
     height = top + len(queries) * cell - y
@@ -228,12 +230,13 @@ def token_labels(count: int, texts=None) -> list[str]:
 
 
 def attention_svg(probs, sink_mass=None, mask=None, kv_of=None, labels=None, title: str = "",
-                  columns: int = 4, limit: int = 48) -> str:
+                  columns: int = 4, limit: int = 48, heads=None, max_width: float = 1080) -> str:
     """Every head of one layer as small multiples, `columns` per row, each labelled "h3 kv0".
 
     probs (nq, T, Tk); sink_mass (nq, T) (drawn as a first column apart; zeros if None); mask (T, Tk) bool
     (False cells hatched; if None, where probs is not finite); kv_of[h]: the key/value head of query head h;
-    labels: T token texts (keys are the last T of Tk). Only the last `limit` queries and keys are drawn.
+    labels: T token texts (keys are the last T of Tk); heads: which heads to draw (all if None). Only the last
+    `limit` queries and keys are drawn, in cells of 5 to 11 px chosen so `columns` panels fit `max_width`.
     Row labels on the first column of panels, key labels on the first row; every cell's tooltip has both."""
     probs = np.asarray(probs, dtype=np.float64)
     nq, T, Tk = probs.shape
@@ -242,14 +245,14 @@ def attention_svg(probs, sink_mass=None, mask=None, kv_of=None, labels=None, tit
     rows = token_labels(T, labels)
     cols = [f"{j}" for j in range(Tk - T)] + rows  # keys before the T new ones (a KV cache) by position only
     queries, keys = range(max(0, T - limit), T), range(max(0, Tk - limit), Tk)
-    cell = 11 if len(keys) <= 20 else 9 if len(keys) <= 32 else 7
-    columns = max(1, min(columns, nq))
+    columns = max(1, min(columns, nq if heads is None else len(heads)))
+    cell = float(min(11, max(5, int((max_width - 70) / columns / (len(keys) + 2.6)))))
     body, x, y, row_height, widths = [], 4.0, (FONT + 10 if title else 4.0), 0.0, []
     if title:
         body.append(label(4, FONT + 2, title, bold=True))
-    for h in range(nq):
-        grid_col, grid_row = h % columns, h // columns
-        if grid_col == 0 and h:
+    for n, h in enumerate(range(nq) if heads is None else heads):
+        grid_col, grid_row = n % columns, n // columns
+        if grid_col == 0 and n:
             x, y = 4.0, y + row_height + 10
             row_height = 0.0
         head = f"h{h} kv{kv_of[h]}" if kv_of is not None else f"h{h}"
