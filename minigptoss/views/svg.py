@@ -7,6 +7,7 @@
     router_svg(expert_ids, weights, num_experts, labels) tokens x experts: the chosen experts' weights
     bars_svg(labels, values) / columns_svg(values)       horizontal bars (top candidates), a long vector
     candidates_svg(logits, labels, top)                  the top next tokens: probability and log-probability
+    grid_svg(svgs, columns)                              several pictures as one
 
 Every cell and bar carries a <title> (a browser shows it on hover) with its labels and value. Text is escaped
 (html.escape), so token texts such as "<|start|>" or "&" are safe. Sizes are estimated (no font metrics): a
@@ -20,7 +21,7 @@ from html import escape
 
 import numpy as np
 
-from .tensor import DIVERGING, SEQUENTIAL, downsample
+from .tensor import DIVERGING, SEQUENTIAL
 
 FONT = 10  # px
 CHAR = 0.6 * FONT  # estimated width of one character
@@ -144,11 +145,24 @@ def row_label_width(labels, font: float = FONT) -> float:
     return max((text_width(short(t), font) for t in labels), default=0) + 6 if labels else 0
 
 
+def block_means(matrix: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The means of the finite entries over a rows x cols grid of near-equal blocks (as np.array_split cuts
+    them; NaN where a block has none): (R, C) -> (min(rows, R), min(cols, C))."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    finite = np.isfinite(matrix)
+    starts = [np.array([part[0] for part in np.array_split(np.arange(n), min(k, n))])
+              for n, k in zip(matrix.shape, (rows, cols))]
+    total = np.add.reduceat(np.add.reduceat(np.where(finite, matrix, 0.0), starts[0], axis=0), starts[1], axis=1)
+    count = np.add.reduceat(np.add.reduceat(finite.astype(np.int64), starts[0], axis=0), starts[1], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def fit(matrix: np.ndarray, limit: int = MAX_CELLS) -> tuple[np.ndarray, str]:
     """The matrix, block-averaged to at most `limit` x `limit` cells, and a note when it was."""
     if matrix.shape[0] <= limit and matrix.shape[1] <= limit:
         return matrix, ""
-    small = downsample(matrix, limit, limit)  # (R, C) -> (<= limit, <= limit)
+    small = block_means(matrix, limit, limit)  # (R, C) -> (<= limit, <= limit)
     return small, (f"{matrix.shape[0]} x {matrix.shape[1]} averaged over blocks to {small.shape[0]} x "
                    f"{small.shape[1]} cells")
 
@@ -355,7 +369,7 @@ def columns_svg(values, title: str = "", value_name: str = "value", height: floa
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     count = values.size
     if count > limit:
-        values = downsample(values.reshape(1, -1), 1, limit)[0]  # (n,) -> (limit,)
+        values = block_means(values.reshape(1, -1), 1, limit)[0]  # (n,) -> (limit,)
     groups = np.array_split(np.arange(count), values.size)
     finite = values[np.isfinite(values)]
     low, high = min(0.0, finite.min(initial=0.0)), max(0.0, finite.max(initial=0.0))
@@ -399,10 +413,18 @@ def candidates_svg(logits, labels, top: int = 10, title: str = "next token") -> 
 
 
 def side_by_side(*svgs: str) -> str:
-    """Several standalone SVGs placed left to right in one (each as a nested <svg>)."""
-    x, height, parts = 0.0, 0.0, []
-    for svg in svgs:
-        width, tall = (float(svg.split(f'{key}="', 1)[1].split('"', 1)[0]) for key in ("width", "height"))
-        parts.append(svg.replace("<svg ", f'<svg x="{x:.0f}" y="0" ', 1))
-        x, height = x + width + 16, max(height, tall)
-    return document("".join(parts), x, height)
+    """Several standalone SVGs placed left to right in one."""
+    return grid_svg(list(svgs), columns=len(svgs), gap=16)
+
+
+def grid_svg(svgs: list[str], columns: int = 4, gap: float = 12) -> str:
+    """Standalone SVGs laid out in rows of `columns` (each as a nested <svg>), in one SVG."""
+    x = y = row_height = width = 0.0
+    parts = []
+    for i, one in enumerate(svgs):
+        if i and i % columns == 0:
+            x, y, row_height = 0.0, y + row_height + gap, 0.0
+        w, h = (float(one.split(f'{key}="', 1)[1].split('"', 1)[0]) for key in ("width", "height"))
+        parts.append(one.replace("<svg ", f'<svg x="{x:.0f}" y="{y:.0f}" ', 1))
+        x, row_height, width = x + w + gap, max(row_height, h), max(width, x + w)
+    return document("".join(parts), width, y + row_height)
