@@ -42,8 +42,7 @@ nav a { display: block; color: #245; text-decoration: none; padding: 1px 0; font
 nav a:hover { text-decoration: underline; }
 nav h3 { margin: 10px 0 2px; font-size: 12px; color: #666; }
 main { padding: 0 20px 40px; height: 100vh; overflow-y: auto; box-sizing: border-box; }
-section { border-top: 2px solid #ddd; padding-top: 6px; margin-top: 18px;
-          content-visibility: auto; contain-intrinsic-size: auto 900px; }
+section { border-top: 2px solid #ddd; padding-top: 6px; margin-top: 18px; }
 h1 { font-size: 20px; margin: 14px 0 4px; }
 h2 { font-size: 16px; margin: 6px 0 2px; font-family: monospace; }
 .where { color: #775; font-size: 13px; margin-bottom: 6px; }

@@ -301,7 +301,7 @@ def router_svg(expert_ids, weights, num_experts: int | None = None, labels=None,
         grid[t, ids[t]] = weights[t]
         rank[t, ids[t]] = np.arange(1, k + 1)
     cell = 16 if E <= 32 else max(6, 900 / E)
-    left = row_label_width(rows) + 4
+    left = max(row_label_width(rows), text_width("tokens") + 6) + 4
     top = (FONT + 10 if title else 4) + text_width("e999") + 8
     scale = Scale(0.0, 1.0, signed=False)
     parts = [label(4, FONT + 2, title, bold=True) if title else ""]
@@ -337,7 +337,7 @@ def router_svg(expert_ids, weights, num_experts: int | None = None, labels=None,
 def bars_svg(labels, values, title: str = "", value_name: str = "value", length: float = 240,
              colour: str = "#4a78c0") -> str:
     """Horizontal bars, one per label, from a zero line (negative values, e.g. log-probabilities, go left),
-    each with its value written beside it and in its tooltip."""
+    each with its value written right of it (of the zero line for negative bars) and in its tooltip."""
     values = np.asarray(values, dtype=np.float64)
     names = [short(str(t), 16) for t in labels]
     left = max((text_width(n) for n in names), default=0) + 10
@@ -352,10 +352,7 @@ def bars_svg(labels, values, title: str = "", value_name: str = "value", length:
         parts.append(f'<rect x="{x0:.1f}" y="{y:.1f}" width="{max(x1 - x0, 0.5):.1f}" height="{bar}" '
                      f'fill="{colour}"><title>{escape(f"{labels[i]}: {value_name} {number(value)}")}</title></rect>')
         parts.append(label(left - 6, y + bar * 0.75, name, anchor="end"))
-        text_x, anchor = (x1 + 4, "start") if value >= 0 else (x0 - 4, "end")
-        if value < 0 and x0 - 4 - text_width(number(value)) < left:
-            text_x, anchor = x1 + 4, "start"  # no room on the left: write it inside, after the zero line
-        parts.append(label(text_x, y + bar * 0.75, number(value), anchor=anchor, fill="#333"))
+        parts.append(label(x1 + 4, y + bar * 0.75, number(value), fill="#333"))  # right of the bar or of 0
     bottom = top + len(values) * (bar + 3)
     parts.append(f'<line x1="{zero:.1f}" y1="{top - 2}" x2="{zero:.1f}" y2="{bottom:.1f}" stroke="#555"/>')
     parts.append(label(zero, bottom + FONT + 2, f"0 ({value_name})", anchor="end" if low < 0 else "start",
