@@ -111,7 +111,8 @@ def expert_load(model, records, n):
 # ---------------------------------------------------------------- ablations
 
 def weights_dict(model) -> dict:
-    return {name: np.asarray(model.weights[name]) for name in model.weights}
+    """A plain dict of the model's tensors, experts already decoded (tasks.decoded: bit-identical logits)."""
+    return dict(tasks.decoded(model).weights)
 
 
 @contextmanager
@@ -161,7 +162,7 @@ def accuracy_row(model, questions):
 
 def ablations(model, questions):
     c, w = model.config, weights_dict(model)
-    rows = [("shipped model (bf16 + MXFP4, as saved)", model)]
+    rows = [("shipped model (bf16 + MXFP4, as saved)", minigptoss.Model(c, w))]
     no_sinks = dict(w)
     for n in range(c.num_hidden_layers):
         no_sinks[f"block.{n}.attn.sinks"] = np.full_like(w[f"block.{n}.attn.sinks"], -1e30)
@@ -181,7 +182,7 @@ def ablations(model, questions):
     for label, m in rows:
         if m == "softmax":
             with softmax_over_all_experts():
-                table.append((label, *accuracy_row(model, questions)))
+                table.append((label, *accuracy_row(minigptoss.Model(c, w), questions)))
         else:
             table.append((label, *accuracy_row(m, questions)))
     return table
@@ -192,12 +193,12 @@ def main() -> None:
     questions = every[:100] + every[200:300]
     half = len(questions) // 2
     trained = minigptoss.load(sys.argv[1] if len(sys.argv) > 1 else SORT)
-    random_model = minigptoss.load(RANDOM)
+    random_model = tasks.decoded(minigptoss.load(RANDOM))
     c = trained.config
     print(f"{len(questions)} held-out prompts ({half} sort, {half} repeat), teacher-forced, captured by minigptoss\n",
           flush=True)
     for task, qs in (("sort", questions[:half]), ("repeat", questions[half:])):
-        rec_t, rec_r = runs(trained, qs), runs(random_model, qs)
+        rec_t, rec_r = runs(tasks.decoded(trained), qs), runs(random_model, qs)
         mass_t, chance = source_mass(trained, qs, rec_t)
         mass_r, _ = source_mass(random_model, qs, rec_r)
         n, h = np.unravel_index(mass_t.argmax(), mass_t.shape)
@@ -207,16 +208,17 @@ def main() -> None:
               f"{mass_r[n, h]:.2f}, best head {mass_r.max():.2f}")
         print(f"[{task}]   per layer, best head: " + ", ".join(
             f"L{m} {mass_t[m].max():.2f} (h{mass_t[m].argmax()})" for m in range(c.num_hidden_layers)))
-        answer_pos, input_pos = list(range(L, 2 * L)), list(range(1, L))
+        answer_pos, input_pos = list(range(L, 2 * L + 1)), list(range(1, L))
         sink_t_ans, sink_t_in = sink_at(trained, qs, rec_t, answer_pos), sink_at(trained, qs, rec_t, input_pos)
-        sink_r_ans = sink_at(random_model, qs, rec_r, answer_pos)
+        sink_r_ans, sink_r_in = sink_at(random_model, qs, rec_r, answer_pos), sink_at(random_model, qs, rec_r, input_pos)
         for m in range(c.num_hidden_layers):
             if not c.is_sliding(m):
                 continue
-            hh = sink_t_ans[m].argmax()
-            print(f"[{task}] sink: sliding layer {m} head {hh} gives {sink_t_ans[m, hh]:.2f} to the sink at answer "
-                  f"positions, {sink_t_in[m, hh]:.2f} at input positions 1-7; random model: same head "
-                  f"{sink_r_ans[m, hh]:.2f}, heads of layer {m} {sink_r_ans[m].min():.2f}-{sink_r_ans[m].max():.2f}")
+            print(f"[{task}] sink mass of sliding layer {m}, per head, at input positions 1-7 -> at '=' and answer "
+                  f"positions 8-16: trained " + ", ".join(
+                      f"h{hh} {sink_t_in[m, hh]:.2f}->{sink_t_ans[m, hh]:.2f}" for hh in range(c.num_attention_heads))
+                  + "; random " + ", ".join(
+                      f"h{hh} {sink_r_in[m, hh]:.2f}->{sink_r_ans[m, hh]:.2f}" for hh in range(c.num_attention_heads)))
         mi_t, mi_r = router_mi(trained, rec_t), router_mi(random_model, rec_r)
         print(f"[{task}] router I(type; first expert) bits per layer: trained "
               + ", ".join(f"{v:.2f}" for v in mi_t) + "; random " + ", ".join(f"{v:.2f}" for v in mi_r))

@@ -224,3 +224,21 @@ def chat_scores(model, questions=None, max_new_tokens: int = 64) -> tuple[float,
         ok, correct = check_chat_completion(q, completion)
         valid, right = valid + ok, right + correct
     return valid / len(questions), right / len(questions)
+
+
+def decoded(model):
+    """The same model with its MXFP4 experts decoded once by minigptoss.mxfp4.decode_mxfp4 (minigptoss then runs
+    them as dense float32 experts: the same matrices and products, bit-identical logits), so that hundreds of
+    short forward passes do not decode every expert on every pass (about 2x faster on the tiny model)."""
+    import numpy as np
+    from minigptoss import Model
+    from minigptoss.mxfp4 import decode_mxfp4
+
+    weights = {}
+    for name in model.weights:
+        if name.endswith(".blocks"):
+            base = name.removesuffix(".blocks")
+            weights[base] = decode_mxfp4(np.asarray(model.weights[name]), np.asarray(model.weights[f"{base}.scales"]))
+        elif not name.endswith(".scales"):
+            weights[name] = np.asarray(model.weights[name])
+    return Model(model.config, weights)

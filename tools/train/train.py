@@ -111,7 +111,7 @@ def train(task: str, cfg, seed: int, steps: int, quant_steps: int, batch: int, v
             print(f"step {step:5d}/{total} {'mxfp4' if quantize else 'float'} loss {loss.item():.4f} "
                   f"val exact {share:.3f}  {time.time() - start:.0f}s", flush=True)
             perfect = perfect + 1 if share == 1.0 else 0
-            if perfect == 2 and not quantize:
+            if perfect == 2 and step < steps:
                 print(f"float phase done early at step {step}", flush=True)
                 total, steps = step + quant_steps, step
         if step == steps and float_copy is not None:
