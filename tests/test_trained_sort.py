@@ -69,7 +69,8 @@ def test_answers_held_out_prompts():
 
 def test_default_prompt_through_generate():
     tok = tasks.tokenizer()
-    out = list(model.generate(tok.encode(tasks.SORT_DEFAULT_PROMPT), max_new_tokens=12, temperature=0.0))
+    out = list(model.generate(tok.encode(tasks.SORT_DEFAULT_PROMPT), max_new_tokens=12, temperature=0.0,
+                              stop_tokens=[tasks.return_id()]))
     assert tok.decode(out) == "02233679<|return|>"
 
 
