@@ -365,7 +365,7 @@ class Elapsed:
 
 def open_session(args, console: Console) -> Session:
     """Load the checkpoint, tokenize the prompt, and run the forward pass once under `capture()`."""
-    path = args.weights or minigptoss.TINY_WEIGHTS
+    path = args.weights or minigptoss.bundled("tiny")
     with console.status(Elapsed(f"loading {path}")):
         model = minigptoss.load(path)
     tokenizer = get_tokenizer(model.config.vocab_size)
