@@ -16,7 +16,9 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError, open_checkpoint, random_weights, write_checkpoint
 from .config import GPT_OSS_20B, GPT_OSS_120B, TINY, Config, ConfigError
-from .model import Model
+from . import interventions
+from .inspector import PatchError, patch
+from .model import Model, logit_lens
 from .text.tokenizer import o200k_harmony as _o200k_harmony
 from .views.capture import capture
 
@@ -98,5 +100,6 @@ def random_model(config: Config, seed: int = 0) -> Model:
     return Model(config, random_weights(config, seed))
 
 
-__all__ = ["Config", "ConfigError", "CheckpointError", "Model", "capture", "load", "save", "random_model", "o200k_harmony",
+__all__ = ["Config", "ConfigError", "CheckpointError", "Model", "capture", "patch", "PatchError", "interventions",
+           "logit_lens", "load", "save", "random_model", "o200k_harmony",
            "bundled", "bundled_names", "GPT_OSS_20B", "GPT_OSS_120B", "TINY", "TINY_WEIGHTS"]

@@ -1,39 +1,81 @@
-"""Inspectors: the forward pass names every intermediate tensor; `capture` keeps the ones you ask for.
+"""Inspectors: the forward pass names every intermediate tensor; `capture` keeps the ones you ask for, `patch`
+replaces them.
 
     with capture("blocks.0.*", "logits") as cache:
         logits = model.forward(tokens)
     cache["blocks.0.attn.probs"]          # (nq, T, T) float32
 
-Names are dotted and stable (TransformerLens style): `embed`, `rope.cos`, `blocks.3.attn.probs`,
-`blocks.3.moe.router.expert_ids`, `blocks.3.resid_post`, `norm`, `logits` (see `model.py` for the full list).
-Patterns use shell wildcards (`fnmatch`): `*` matches dots too, so "blocks.*.attn.probs" takes every layer.
+    with patch("blocks.1.attn.z", lambda z, name: np.zeros_like(z)):   # the pass goes on with the zeros
+        logits = model.forward(tokens)
 
-With no capture open, `record` returns at once: nothing is stored or copied, and the numbers never change
-(recorded arrays are read-only views of the values the forward pass goes on using). A name recorded twice
-under one capture (a second forward pass) keeps the newest value. What it does not do: render (views/capture.py
-gives the public `minigptoss.capture` a `show`) or recompute anything.
+Names are dotted and stable (TransformerLens style): `embed`, `rope.cos`, `blocks.3.attn.probs`,
+`blocks.3.moe.router.expert_ids`, `blocks.3.resid_post`, `norm`, `logits` (names.py declares them all, with
+TransformerLens's name for each where it has one). Patterns use shell wildcards (`fnmatch`): `*` matches dots
+too, so "blocks.*.attn.probs" takes every layer.
+
+The forward pass hands each intermediate to `x = record(name, x)` and goes on with what it returns: the value
+itself, or what the open patches made of it (in the order they were opened), which is then what the captures
+see. A few names are computed for display only (names.py marks them `observed`): they are offered with
+`observe(name, x)`, which captures but never patches, and patching one by its exact name is refused.
+
+With no capture or patch open, `record` returns its argument at once: nothing is stored or copied, and the
+numbers never change. Recorded arrays are read-only views of the values the forward pass goes on using; a patch
+function receives such a view and returns a new array of the same shape and dtype (checked). A name recorded
+twice under one capture (a second forward pass) keeps the newest value, and with `per_step=True` every value,
+one per pass (`cache.steps[i]`). What it does not do: render (views/capture.py gives the public
+`minigptoss.capture` a `show`) or recompute anything.
 """
 
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
 
 import numpy as np
 
+from .names import OBSERVED, declared, from_transformer_lens, is_declared, recorded_names
+
 _open_captures: list["Capture"] = []
+_open_patches: list["Patch"] = []
+
+_ANY_DEPTH = recorded_names(64)  # what a wildcard pattern is checked against (gpt-oss-120b has 36 layers)
+PatchFunction = Callable[[np.ndarray, str], np.ndarray]
+
+
+class PatchError(ValueError):
+    """A patch that cannot be applied: an unknown or display-only name, or a replacement of the wrong shape/dtype."""
+
+
+def _layer_order(name: str) -> tuple:
+    """Sort key putting blocks.2 before blocks.10."""
+    return tuple(int(part) if part.isdigit() else part for part in name.split("."))
 
 
 class Capture(Mapping):
-    """The recorded tensors whose names match the patterns, in the order the forward pass produced them."""
+    """The recorded tensors whose names match the patterns, in the order the forward pass produced them.
 
-    def __init__(self, patterns: tuple[str, ...] = ("*",)):
-        self.patterns = patterns or ("*",)
+    Besides the mapping: `stack(pattern)` (matching names stacked, layer order), `head(name, h)` (one head's
+    slice), `logit_lens(model, name)` (a residual read through the final norm and unembedding), and, when
+    made with per_step=True, `steps` (one dict per forward pass, e.g. per generated token)."""
+
+    def __init__(self, patterns: tuple[str, ...] = ("*",), per_step: bool = False):
+        self.patterns = tuple(from_transformer_lens(p) for p in patterns) or ("*",)
+        self.per_step = per_step
         self._tensors: dict[str, np.ndarray] = {}
+        self._history: dict[str, list[np.ndarray]] = {}
 
     def wants(self, name: str) -> bool:
         return any(fnmatchcase(name, pattern) for pattern in self.patterns)
 
+    def keep(self, name: str, value) -> None:
+        view = np.asarray(value).view()
+        view.flags.writeable = False
+        self._tensors[name] = view
+        if self.per_step:
+            self._history.setdefault(name, []).append(view)
+
     def __getitem__(self, name: str) -> np.ndarray:
+        name = from_transformer_lens(name)
         if name not in self._tensors:
             raise KeyError(f"{name!r} was not recorded (patterns {list(self.patterns)}; "
                            f"recorded: {len(self._tensors)} names, e.g. {list(self._tensors)[:3]})")
@@ -45,12 +87,68 @@ class Capture(Mapping):
     def __len__(self) -> int:
         return len(self._tensors)
 
+    def __repr__(self) -> str:
+        rows = [f"  {name:<34} {str(value.shape):<16} {value.dtype}" for name, value in self._tensors.items()]
+        steps = f", {len(self.steps)} steps" if self.per_step else ""
+        return "\n".join([f"{type(self).__name__}({len(self)} names{steps})", *rows])
+
+    # -- TransformerLens-style access ----------------------------------------------------------------------
+
+    def names(self, pattern: str) -> list[str]:
+        """The recorded names matching `pattern`, in layer order (blocks.2 before blocks.10)."""
+        pattern = from_transformer_lens(pattern)
+        found = sorted((name for name in self._tensors if fnmatchcase(name, pattern)), key=_layer_order)
+        if not found:
+            raise KeyError(f"no recorded name matches {pattern!r} (patterns {list(self.patterns)})")
+        return found
+
+    def stack(self, pattern: str) -> np.ndarray:
+        """The matching tensors stacked on a new first axis:  "blocks.*.resid_post" -> (L, T, H)."""
+        return np.stack([self._tensors[name] for name in self.names(pattern)])
+
+    def head(self, name: str, h: int) -> np.ndarray:
+        """Head h's slice of a per-head tensor: probs/scores (nq, T, Tk) -> (T, Tk); q, q_rot (T, nq, d) -> (T, d);
+        z (T, nq d) -> (T, d); sink_mass (nq, T) -> (T,); k, k_rot, v (T, nkv, d): h is a key/value head."""
+        name = from_transformer_lens(name)
+        value, dims = self[name], declared(name).shape.split(" bool")[0].strip("()").split(", ")
+        if "nq d" in dims:  # z (T, nq d): split the heads apart with nq from a per-head tensor of the layer
+            value, dims = value.reshape(value.shape[0], self._num_heads(name), -1), ["T", "nq", "d"]
+        axes = [i for i, dim in enumerate(dims) if dim in ("nq", "nkv")]
+        if not axes:
+            raise KeyError(f"{name!r} has no head axis (its shape is {declared(name).shape})")
+        if not 0 <= h < value.shape[axes[0]]:
+            raise IndexError(f"{name!r} has {value.shape[axes[0]]} heads; head {h} does not exist")
+        return np.take(value, h, axis=axes[0])
+
+    def _num_heads(self, name: str) -> int:
+        prefix = name.rpartition(".")[0]
+        for sibling in ("probs", "scores", "sink_mass", "q", "q_rot"):
+            if f"{prefix}.{sibling}" in self._tensors:
+                value = self._tensors[f"{prefix}.{sibling}"]
+                return value.shape[1] if sibling.startswith("q") else value.shape[0]
+        raise KeyError(f"{name!r}: to split it into heads, capture {prefix}.probs (or .q) with it")
+
+    def logit_lens(self, model, pattern: str) -> np.ndarray:
+        """The final norm and unembedding applied to recorded residuals (`model.logit_lens`): one name
+        (T, H) -> (T, V), or a pattern such as "blocks.*.resid_post" -> (L, T, V)."""
+        pattern = from_transformer_lens(pattern)
+        return model.logit_lens(self[pattern] if pattern in self._tensors else self.stack(pattern))
+
+    @property
+    def steps(self) -> list[dict[str, np.ndarray]]:
+        """One {name: value} per forward pass recorded under this capture (needs per_step=True): under
+        `model.generate`, steps[0] is the prompt's prefill and steps[i] the pass that fed the i-th new token."""
+        if not self.per_step:
+            raise ValueError("this capture keeps only the newest value of each name; open it with per_step=True")
+        count = max((len(values) for values in self._history.values()), default=0)
+        return [{name: values[i] for name, values in self._history.items() if i < len(values)} for i in range(count)]
+
 
 @contextmanager
-def capture(*patterns: str, kind: type[Capture] = Capture):
+def capture(*patterns: str, kind: type[Capture] = Capture, per_step: bool = False):
     """Record every intermediate whose name matches one of `patterns` (all of them if none are given) into a
-    new `kind` (a Capture, or a subclass that adds views)."""
-    cache = kind(patterns)
+    new `kind` (a Capture, or a subclass that adds views). per_step: keep every pass's values, not the newest."""
+    cache = kind(patterns, per_step=per_step)
     _open_captures.append(cache)
     try:
         yield cache
@@ -58,17 +156,81 @@ def capture(*patterns: str, kind: type[Capture] = Capture):
         _open_captures.remove(cache)
 
 
+class Patch:
+    """Replace every intermediate matching `patterns` with fn(value, name) (see `patch`)."""
+
+    def __init__(self, patterns: str | Iterable[str], fn: PatchFunction, display: bool = False):
+        patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+        try:
+            self.patterns = tuple(from_transformer_lens(p) for p in patterns)
+        except KeyError as error:
+            raise PatchError(f"cannot patch {error.args[0]}") from None
+        self.fn, self.display = fn, display
+        for pattern in self.patterns:
+            wildcard = re.search(r"[*?\[]", pattern)
+            if not (any(fnmatchcase(name, pattern) for name in _ANY_DEPTH) if wildcard else is_declared(pattern)):
+                raise PatchError(f"cannot patch {pattern!r}: it matches no recorded intermediate "
+                                 f"(see minigptoss/names.py)")
+            if not display and not wildcard and declared(pattern).name in OBSERVED:
+                raise PatchError(f"cannot patch {pattern!r}: it is computed for display only and the forward pass "
+                                 f"does not use it ({declared(pattern).meaning}); see names.py's observed names")
+
+    def wants(self, name: str, observed: bool) -> bool:
+        return (self.display or not observed) and any(fnmatchcase(name, pattern) for pattern in self.patterns)
+
+    def apply(self, name: str, value: np.ndarray) -> np.ndarray:
+        view = np.asarray(value).view()
+        view.flags.writeable = False
+        new = self.fn(view, name)
+        if not isinstance(new, np.ndarray) or new.shape != view.shape or new.dtype != view.dtype:
+            got = (f"shape {new.shape} dtype {new.dtype}" if isinstance(new, np.ndarray)
+                   else f"a {type(new).__name__}")
+            raise PatchError(f"the patch of {name!r} returned {got}; the forward pass needs an array of shape "
+                             f"{view.shape} dtype {view.dtype}")
+        return new
+
+
+@contextmanager
+def patch(patterns: str | Iterable[str], fn: PatchFunction):
+    """Within the block, every intermediate whose name matches `patterns` (one or several, wildcards as in
+    `capture`) is replaced by fn(value, name) where the forward pass records it, and the pass goes on with the
+    replacement (captures see it too). fn gets a read-only view and returns an array of the same shape and
+    dtype. Display-only names (names.py's OBSERVED) are refused by exact name and skipped by wildcards."""
+    with patching(Patch(patterns, fn)):
+        yield
+
+
+@contextmanager
+def patching(*patches: Patch):
+    """Open already-made Patch objects (in order) for the block (interventions.py builds them)."""
+    _open_patches.extend(patches)
+    try:
+        yield
+    finally:
+        for one in patches:
+            _open_patches.remove(one)
+
+
 def recording() -> bool:
-    """True when some capture is open (so a caller may skip work whose only purpose is to be recorded)."""
-    return bool(_open_captures)
+    """True when some capture or patch is open (so a caller may skip work whose only purpose is to be recorded)."""
+    return bool(_open_captures or _open_patches)
 
 
-def record(name: str, value) -> None:
-    """Offer an intermediate to the open captures; free when none is open."""
-    if not _open_captures:
-        return
+def record(name: str, value, observed: bool = False):
+    """Offer an intermediate to the open patches, then to the open captures; return what the forward pass goes
+    on with: `value` itself (the same object) unless a patch replaced it. Free when nothing is open."""
+    if not (_open_captures or _open_patches):
+        return value
+    for one in _open_patches:
+        if one.wants(name, observed):
+            value = one.apply(name, value)
     for cache in _open_captures:
         if cache.wants(name):
-            view = np.asarray(value).view()
-            view.flags.writeable = False
-            cache._tensors[name] = view
+            cache.keep(name, value)
+    return value
+
+
+def observe(name: str, value) -> None:
+    """Offer a display-only intermediate (its value is not used further): captured, patched only by helpers that
+    keep the display consistent (Patch(display=True))."""
+    record(name, value, observed=True)

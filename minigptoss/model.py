@@ -6,18 +6,9 @@
         x = x + MoE_n(RMSNorm(x))                     blocks.n.resid_post (T, H)
     logits = RMSNorm(x) W_unembed^T                   logits              (T, V)
 
-Recorded names, for block n (shapes for T tokens, nq query heads, nkv key/value heads, head size d, k experts):
-    tokens (T,)  positions (T,)  rope.inv_freq (d/2,)  rope.cos / rope.sin (T, d/2)  embed (T, H)
-    blocks.n.resid_pre (T, H)
-    blocks.n.attn.normed (T, H)  .qkv (T, (nq+2nkv)d)  .q (T, nq, d)  .k / .v (T, nkv, d)  (before RoPE)
-    blocks.n.attn.q_rot (T, nq, d)  .k_rot (T, nkv, d)  .mask (T, Tk) bool  .scores (nq, T, Tk)
-                     (Tk = T, or with a KV cache the cached keys plus the T new ones)
-    blocks.n.attn.probs (nq, T, Tk)  .sink_mass (nq, T)  .z (T, nq d)  .out (T, H)
-    blocks.n.resid_mid (T, H)
-    blocks.n.moe.normed (T, H)  .router.logits (T, E)  .router.expert_ids (T, k)  .router.weights (T, k)
-    blocks.n.moe.mlp1 (T, k, 2I)  .swiglu (T, k, I)  .expert_out (T, k, H)  .out (T, H)
-    blocks.n.resid_post (T, H)
-    norm (T, H)  logits (T, V)
+Every `x = record(name, x)` below offers an intermediate to the inspector and goes on with what it returns: the
+value itself, or an open patch's replacement (`minigptoss.patch`); `observe` offers a display-only value.
+names.py declares each name once (its dotted name, shape and meaning), and a test holds `forward` to that table.
 
 Names follow the official `gpt_oss/torch/model.py` where it has them (attn, mlp1, mlp2, sinks, norm).
 """
@@ -26,7 +17,7 @@ import numpy as np
 
 from .attention import attend, attention_mask, attention_scores, sink_softmax, split_qkv
 from .config import Config
-from .inspector import record
+from .inspector import observe, record
 from .kvcache import KVCache
 from .moe import DenseExperts, MXFP4Experts, combine, grouped_linear
 from .rmsnorm import rms_norm
@@ -58,12 +49,16 @@ class Model:
         return forward(self, check_tokens(tokens, self.config.vocab_size), cache)
 
     def generate(self, tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
-                 top_k: int | None = None, seed: int | None = None, stop_tokens=None):
+                 top_k: int | None = None, seed: int | None = None, stop_tokens=None, cache: KVCache | None = None):
         """Yield new token ids one by one (KV-cached); see `sampling.generate`. Stops after one of `stop_tokens`
         (none by default; a chat passes its format's, e.g. `text.harmony.stop_tokens(tokenizer)`) or
-        max_new_tokens."""
+        max_new_tokens. cache: the KV cache to fill (default a new one), e.g. an intervention's `new_cache`."""
         return generate(self, check_tokens(tokens, self.config.vocab_size), max_new_tokens, temperature,
-                        top_p, top_k, seed, stop_tokens)
+                        top_p, top_k, seed, stop_tokens, cache)
+
+    def logit_lens(self, residual) -> np.ndarray:
+        """The final norm and the unembedding applied to a residual stream (..., H) -> (..., V); see logit_lens."""
+        return logit_lens(self, residual)
 
     def new_cache(self) -> KVCache:
         """An empty KV cache for this model."""
@@ -99,38 +94,35 @@ def check_tokens(tokens, vocab_size: int) -> np.ndarray:
 def attention_block(model: Model, n: int, x: np.ndarray, positions: np.ndarray, rope,
                     cache: KVCache | None) -> np.ndarray:
     """x + Attention(RMSNorm(x)) for block n:  (T, H) -> (T, H). Tk = T, plus what the cache holds."""
-    c, w, name = model.config, model.weights, f"blocks.{n}.attn"
-    t = rms_norm(x, w[f"block.{n}.attn.norm.scale"])  # (T, H)
-    qkv = t @ w[f"block.{n}.attn.qkv.weight"].T + w[f"block.{n}.attn.qkv.bias"]  # (T, (nq + 2 nkv) d)
+    c, w, at = model.config, model.weights, f"blocks.{n}.attn."
+    t = record(at + "normed", rms_norm(x, w[f"block.{n}.attn.norm.scale"]))  # (T, H)
+    qkv = record(at + "qkv", t @ w[f"block.{n}.attn.qkv.weight"].T + w[f"block.{n}.attn.qkv.bias"])  # (T, (nq+2nkv)d)
     q, k, v = split_qkv(qkv, c.num_attention_heads, c.num_key_value_heads, c.head_dim)
-    q_rot, k_rot = apply_rope(q, *rope), apply_rope(k, *rope)  # (T, nq, d), (T, nkv, d)
+    q, k, v = record(at + "q", q), record(at + "k", k), record(at + "v", v)  # (T, nq, d), (T, nkv, d) x 2
+    q_rot, k_rot = record(at + "q_rot", apply_rope(q, *rope)), record(at + "k_rot", apply_rope(k, *rope))
     keys, values, key_positions = (k_rot, v, positions) if cache is None else cache.extend(n, k_rot, v, positions)
-    mask = attention_mask(positions, key_positions, c.window(n))  # (T, Tk)
-    scores = attention_scores(q_rot, keys, mask)  # (nq, T, Tk)
+    mask = record(at + "mask", attention_mask(positions, key_positions, c.window(n)))  # (T, Tk)
+    scores = record(at + "scores", attention_scores(q_rot, keys, mask))  # (nq, T, Tk)
     probs, sink_mass = sink_softmax(scores, w[f"block.{n}.attn.sinks"])  # (nq, T, Tk), (nq, T)
-    z = attend(probs, values)  # (T, nq d)
-    out = z @ w[f"block.{n}.attn.out.weight"].T + w[f"block.{n}.attn.out.bias"]  # (T, H)
-    for key, value in dict(normed=t, qkv=qkv, q=q, k=k, v=v, q_rot=q_rot, k_rot=k_rot, mask=mask, scores=scores,
-                           probs=probs, sink_mass=sink_mass, z=z, out=out).items():
-        record(f"{name}.{key}", value)
+    probs = record(at + "probs", probs)
+    observe(at + "sink_mass", sink_mass)  # display only: the pass goes on with probs
+    z = record(at + "z", attend(probs, values))  # (T, nq d)
+    out = record(at + "out", z @ w[f"block.{n}.attn.out.weight"].T + w[f"block.{n}.attn.out.bias"])  # (T, H)
     return x + out
 
 
 def moe_block(model: Model, n: int, x: np.ndarray) -> np.ndarray:
     """x + MoE(RMSNorm(x)) for block n:  (T, H) -> (T, H)."""
-    c, w, name = model.config, model.weights, f"blocks.{n}.moe"
-    t = rms_norm(x, w[f"block.{n}.mlp.norm.scale"])  # (T, H)
+    c, w, at = model.config, model.weights, f"blocks.{n}.moe."
+    t = record(at + "normed", rms_norm(x, w[f"block.{n}.mlp.norm.scale"]))  # (T, H)
     logits = router_logits(t, w[f"block.{n}.mlp.gate.weight"], w[f"block.{n}.mlp.gate.bias"])  # (T, E)
-    expert_ids, expert_weights = route(logits, c.experts_per_token)  # (T, k), (T, k)
+    ids, weights = route(record(at + "router.logits", logits), c.experts_per_token)  # (T, k), (T, k)
+    expert_ids, expert_weights = record(at + "router.expert_ids", ids), record(at + "router.weights", weights)
     t_per_slot = np.broadcast_to(t[:, None, :], (*expert_ids.shape, t.shape[-1]))  # (T, k, H)
-    mlp1 = grouped_linear(t_per_slot, expert_ids, model.experts(n, "mlp1"))  # (T, k, 2I)
-    activation = swiglu(mlp1, c.swiglu_limit)  # (T, k, I)
-    expert_out = grouped_linear(activation, expert_ids, model.experts(n, "mlp2"))  # (T, k, H)
-    out = combine(expert_out, expert_weights)  # (T, H)
-    for key, value in {"normed": t, "router.logits": logits, "router.expert_ids": expert_ids,
-                       "router.weights": expert_weights, "mlp1": mlp1, "swiglu": activation,
-                       "expert_out": expert_out, "out": out}.items():
-        record(f"{name}.{key}", value)
+    mlp1 = record(at + "mlp1", grouped_linear(t_per_slot, expert_ids, model.experts(n, "mlp1")))  # (T, k, 2I)
+    activation = record(at + "swiglu", swiglu(mlp1, c.swiglu_limit))  # (T, k, I)
+    expert_out = record(at + "expert_out", grouped_linear(activation, expert_ids, model.experts(n, "mlp2")))
+    out = record(at + "out", combine(expert_out, expert_weights))  # (T, H); expert_out (T, k, H) above
     return x + out
 
 
@@ -138,22 +130,26 @@ def forward(model: Model, tokens: np.ndarray, cache: KVCache | None = None) -> n
     """Token ids (T,) -> logits (T, V): embed, the blocks, the final norm, the unembedding."""
     c, w = model.config, model.weights
     start = cache.length if cache is not None else 0
-    positions = np.arange(start, start + len(tokens))  # (T,)
-    rope = rope_tables(c, positions)  # cos, sin: (T, d/2) each
-    x = weight_rows(w, "embedding.weight", tokens)  # (T, H): only these rows are read and widened
-    for key, value in dict(tokens=tokens, positions=positions, embed=x).items():
-        record(key, value)
-    record("rope.inv_freq", inverse_frequencies(c))
-    record("rope.cos", rope[0]), record("rope.sin", rope[1])
+    tokens = record("tokens", tokens)
+    positions = record("positions", np.arange(start, start + len(tokens)))  # (T,)
+    x = record("embed", weight_rows(w, "embedding.weight", tokens))  # (T, H): only these rows are read and widened
+    observe("rope.inv_freq", inverse_frequencies(c))
+    cos, sin = rope_tables(c, positions)  # (T, d/2) each
+    rope = record("rope.cos", cos), record("rope.sin", sin)
     for n in range(c.num_hidden_layers):
-        record(f"blocks.{n}.resid_pre", x)
-        x = attention_block(model, n, x, positions, rope, cache)  # (T, H)
-        record(f"blocks.{n}.resid_mid", x)
-        x = moe_block(model, n, x)  # (T, H)
-        record(f"blocks.{n}.resid_post", x)
-    x = rms_norm(x, w["norm.scale"])  # (T, H)
-    logits = weight_product(x, w, "unembedding.weight")  # (T, V)
-    record("norm", x), record("logits", logits)
+        x = record(f"blocks.{n}.resid_pre", x)
+        x = record(f"blocks.{n}.resid_mid", attention_block(model, n, x, positions, rope, cache))  # (T, H)
+        x = record(f"blocks.{n}.resid_post", moe_block(model, n, x))  # (T, H)
+    x = record("norm", rms_norm(x, w["norm.scale"]))  # (T, H)
+    logits = record("logits", weight_product(x, w, "unembedding.weight"))  # (T, V)
     if cache is not None:
         cache.length += len(tokens)
     return logits
+
+
+def logit_lens(model: Model, residual: np.ndarray) -> np.ndarray:
+    """The final norm and the unembedding applied to any residual stream:  (..., H) -> (..., V). On the last
+    block's resid_post it gives the model's logits, bit for bit; on an earlier one, what the model would
+    predict if the remaining blocks were skipped (the "logit lens")."""
+    x = rms_norm(np.asarray(residual, dtype=np.float32), model.weights["norm.scale"])  # (..., H)
+    return weight_product(x, model.weights, "unembedding.weight")  # (..., V)

@@ -70,12 +70,13 @@ def check_sampling(max_new_tokens: int, temperature: float, top_p: float, top_k:
 
 def generate(model, tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
              top_k: int | None = None, seed: int | None = None,
-             stop_tokens: Iterable[int] | None = None) -> Iterator[int]:
-    """Yield new token ids as they are produced, with a KV cache (see the module docstring)."""
+             stop_tokens: Iterable[int] | None = None, cache=None) -> Iterator[int]:
+    """Yield new token ids as they are produced, with a KV cache (see the module docstring): `cache`, empty or
+    holding an earlier text that `tokens` continue, else a new `model.new_cache()`."""
     check_sampling(max_new_tokens, temperature, top_p, top_k)
     stop = set(stop_tokens or ())
     rng = np.random.default_rng(seed)
-    cache = model.new_cache()
+    cache = model.new_cache() if cache is None else cache
     logits = model.forward(tokens, cache)[-1]  # prefill: the whole prompt in one pass
     for _ in range(max_new_tokens):
         token = sample(logits, rng, temperature, top_p, top_k)

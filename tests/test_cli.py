@@ -47,3 +47,104 @@ def test_show_prints_a_panel_with_stats():
     cache.show("blocks.0.attn.probs", console=console)
     text = console.export_text()
     assert "blocks.0.attn.probs" in text and "(8, 3, 3)" in text and "float32" in text and "max" in text
+
+
+def test_next_token_probabilities_survive_a_real_vocabulary():
+    """At 201,088 ids the mass is spread thin: every shown probability keeps 3 significant digits, and the
+    log-probability is exact (log-softmax, not log of a rounded probability)."""
+    import re
+
+    from minigptoss.views.summary import probability_text, top_tokens_table
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, 201088).astype(np.float32)
+    console = Console(record=True, width=100)
+    console.print(top_tokens_table(logits, minigptoss.o200k_harmony(), 10))
+    rows = re.findall(r"│\s+(\d+) │\s+(\d+) │.*│\s+(\S+) │\s+(\S+) │\s+(\S+) │", console.export_text())
+    assert len(rows) == 10
+    log_probs = logits.astype(np.float64) - np.log(np.sum(np.exp(logits.astype(np.float64))))
+    for rank, token, logit, prob, log_p in rows:
+        assert float(prob) > 0 and prob != "0.000"
+        assert abs(float(prob) / np.exp(log_probs[int(token)]) - 1) < 5e-3
+        assert abs(float(log_p) - log_probs[int(token)]) < 5e-4
+    assert probability_text(0.5) == "0.500" and probability_text(3.2e-9) == "3.20e-09"
+
+
+def test_every_count_flag_is_validated_in_one_line(capsys):
+    import pytest
+
+    for argv in (["run", "--top", "-3"], ["run", "--top", "0"], ["step", "--top", "x"]):
+        with pytest.raises(SystemExit) as exit:
+            main(argv)
+        assert exit.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--top" in err and "expected a whole number >= 1" in err
+
+
+def test_a_closed_pipe_is_exit_status_0():
+    import subprocess
+    import sys
+
+    for command in ("step --no-pause", "run"):
+        result = subprocess.run(f"{sys.executable} -m minigptoss {command} | head -1; exit ${{PIPESTATUS[0]}}",
+                                shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and result.stdout.startswith("minigptoss"), (command, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_pass_progress_counts_layers_and_the_unembedding():
+    from minigptoss.cli.common import PassProgress
+
+    model = minigptoss.load(minigptoss.TINY_WEIGHTS)
+    progress, seen = PassProgress(model), []
+    original = minigptoss.model.record
+
+    def spy(name, value):
+        original(name, value)
+        if name in ("embed", "blocks.0.resid_pre", "blocks.3.resid_post", "logits"):
+            seen.append((progress.phase(), progress.completed, progress.total))
+
+    minigptoss.model.record = spy
+    try:
+        with progress.watching():
+            model.forward([1, 2, 3])
+    finally:
+        minigptoss.model.record = original
+    assert seen == [("embedding", 0, 5), ("layer 1/4", 0, 5), ("layer 4/4", 3, 5),
+                    ("unembedding (final norm, logits)", 4, 5)]
+    assert progress.completed == 5 and "forward pass done · 5/5" in progress.describe()
+
+
+def test_no_command_prints_help_and_version(capsys):
+    assert main([]) == 0
+    assert "usage: minigptoss" in capsys.readouterr().out
+    import pytest
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out.strip() == f"minigptoss {minigptoss.__version__}"
+
+
+def test_generate_prompt_sources_stops_and_candidates(capsys, tmp_path, monkeypatch):
+    import io
+    import re
+
+    path = tmp_path / "prompt.txt"
+    path.write_text("Hi")
+    assert main(["generate", "-f", str(path), "-n", "2", "--temp", "0", "--ignore-eos"]) == 0
+    from_file = capsys.readouterr()
+    assert from_file.out.startswith("Hi") and "2 new tokens" in from_file.err
+    monkeypatch.setattr("sys.stdin", io.StringIO("Hi"))
+    assert main(["generate", "-p", "-", "-n", "2", "--temp", "0", "--ignore-eos", "--no-echo"]) == 0
+    from_stdin = capsys.readouterr()
+    assert from_stdin.out == from_file.out[2:]  # the same continuation, without the prompt
+    assert main(["generate", "--tokens", "72,105", "-n", "2", "--temp", "0", "--ignore-eos"]) == 0
+    assert capsys.readouterr().out == from_file.out
+    assert main(["generate", "-p", "Hi", "-n", "3", "--temp", "0", "--ignore-eos", "--show-probs", "2"]) == 0
+    lines = [line for line in capsys.readouterr().out.split("\n") if "[" in line]
+    assert len(lines) == 3 and all(re.search(r"\[\*'.*' \d\.\d{3}\S* \| '.*' \d", line) for line in lines)
+    assert main(["generate", "-p", "Hi", "-n", "30", "--temp", "0", "--ignore-eos", "--stop", "x", "--stop", "\x0f"]) == 0
+    stopped = re.search(r"(\d+) new tokens, stopped at stop text", capsys.readouterr().err)
+    assert stopped and int(stopped.group(1)) < 30
+    assert main(["generate", "-f", str(tmp_path / "missing.txt")]) == 2
+    assert "missing.txt: cannot read it" in capsys.readouterr().err

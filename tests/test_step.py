@@ -1,11 +1,6 @@
 """`minigptoss step`: the step-through debugger, driven through a recording rich Console and a pseudo-terminal."""
 
-import os
 import re
-import select
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -88,37 +83,44 @@ def test_only_layer_and_break_select_the_steps(steps):
     assert only[stepper.start_index(steps, only, "blocks.1.attn.norm")].name == "blocks.1.attn"
 
 
-def test_keys_parse_to_commands():
-    parse = stepper.parse_command
-    assert parse("\n") == parse("\r") == parse(" ") == ("next", None)
-    assert parse("b") == ("back", None) and parse("c") == ("continue", None)
-    assert parse("q") == parse("\x03") == parse("\x04") == ("quit", None)
-    assert parse("l 2") == parse("l2") == ("layer", 2)
-    assert parse("l") == parse("x") == ("unknown", None)
-
-
-def test_navigator_next_back_layer_continue_quit(steps):
-    nav = stepper.Navigator(steps)
-    nav.apply(("back", None))
+def test_navigator_next_prev_layer_goto_continue_search(steps):
+    nav = stepper.Navigator(steps, breaks=stepper.break_indices(steps, steps, ["blocks.1.attn", "*.router"]))
+    nav.prev()
     assert nav.index == 0 and "first step" in nav.note
-    nav.apply(("next", None)), nav.apply(("next", None))
-    assert nav.current.name == "blocks.0.attn.norm" and nav.history == [0, 1]
-    nav.apply(("back", None))
-    assert nav.current.name == "embed"
-    nav.apply(("layer", 2))
+    nav.next(), nav.next()
+    assert nav.current.name == "blocks.0.attn.norm" and nav.note == ""
+    nav.layer(2)
     assert nav.current.name == "blocks.2.attn.norm"
-    nav.apply(("back", None))
-    assert nav.current.name == "embed"  # back returns to the step shown before the jump
-    nav.apply(("layer", 7))
-    assert nav.current.name == "embed" and "no step in layer 7" in nav.note
-    nav.apply(("continue", None))
-    assert nav.running and not nav.finished
-    while not nav.finished:
-        nav.forward()
-    assert nav.current.name == "logits" and not nav.quit
-    nav = stepper.Navigator(steps)
-    nav.apply(("quit", None))
-    assert nav.finished and nav.quit
+    nav.prev()
+    assert nav.current.name == "blocks.1.moe"  # back is the previous step in forward order, also after a jump
+    nav.layer(7)
+    assert nav.current.name == "blocks.1.moe" and "no step in layer 7" in nav.note
+    nav.goto("blocks.0.attn")
+    assert nav.current.name == "blocks.0.attn"
+    nav.cont()
+    assert nav.current.name == "blocks.0.moe.router"
+    nav.cont(), nav.cont()
+    assert nav.current.name == "blocks.1.moe.router"
+    nav.search("swiglu")
+    assert nav.current.name == "blocks.1.moe.swiglu"
+    nav.goto("3.moe.rou")
+    assert nav.current.name == "blocks.3.moe.router"
+    nav.cont()
+    assert nav.current.name == "logits" and "no breakpoint ahead" in nav.note
+    nav.next()
+    assert nav.current.name == "logits" and "last step" in nav.note
+    nav.search("swiglu")  # wraps round
+    assert nav.current.name == "blocks.0.moe.swiglu"
+    assert [s.name for s in nav.matches("blocks.2.moe.m")] == ["blocks.2.moe.mlp1", "blocks.2.moe.mlp2"]
+    nav.goto("nothing-like-this")
+    assert "no step named like" in nav.note
+
+
+def test_steps_are_known_before_the_pass_and_ready_once_recorded(session, steps):
+    every = stepper.all_steps(session.config.num_hidden_layers)
+    assert [s.name for s in every] == [s.name for s in steps]
+    assert all(step.ready(session.cache) for step in every)
+    assert [s.name for s in every if s.ready(["tokens", "positions", "embed"])] == ["tokens", "embed"]
 
 
 # -- the views, read from the recorded cache ----------------------------------------------------------------
@@ -243,6 +245,10 @@ def test_break_only_and_bad_arguments(capsys):
     names = [name for _, _, name in re.findall(r"step (\d+)/(\d+) · (\S+)", text)]
     assert names == ["blocks.3.attn", "blocks.3.attn.out", "blocks.3.moe.router"]
     assert "ran 9 steps to the breakpoint blocks.3.attn" in text
+    console = Console(record=True, width=80)
+    stepper.cmd_step(step_args("--no-pause", "--break", "blocks.3.attn", "--break", "blocks.1.attn",
+                               "--only", "attn"), console)
+    assert re.findall(r"step \d+/\d+ · (\S+)", console.export_text())[0] == "blocks.1.attn"  # the earliest
     assert main(["step", "--no-pause", "--only", "nope"]) == 2
     assert "unknown piece 'nope'" in capsys.readouterr().err
     assert main(["step", "--no-pause", "--break", "blocks.9"]) == 2
@@ -250,98 +256,3 @@ def test_break_only_and_bad_arguments(capsys):
     assert "after position 1 ('i')" in capsys.readouterr().out
 
 
-# -- the keys, through a pseudo-terminal ------------------------------------------------------------------
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][A-Z0-9]|\r")
-
-
-class Terminal:
-    """`python -m minigptoss step` on the slave side of a pty of 80 x 40; we type on the master side."""
-
-    def __init__(self, *argv):
-        import fcntl
-        import struct
-        import termios
-
-        self.master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 80, 0, 0))
-        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR", "TERM")}
-        env["TERM"] = "xterm-256color"
-        def controlling_terminal():  # a session of its own, with the pty as its terminal: Ctrl-C sends SIGINT
-            os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-        self.process = subprocess.Popen([sys.executable, "-m", "minigptoss", "step", *argv], stdin=slave,
-                                        stdout=slave, stderr=slave, env=env, close_fds=True,
-                                        preexec_fn=controlling_terminal)
-        os.close(slave)
-        self.raw = ""
-
-    @property
-    def output(self) -> str:
-        """Everything the program wrote, without colours and cursor movements."""
-        return ANSI.sub("", self.raw)
-
-    def read_until(self, pattern: str, count: int = 1, timeout: float = 15.0) -> str:
-        """Read until `pattern` has appeared `count` times in the (escape-free) output."""
-        deadline = time.monotonic() + timeout
-        while self.output.count(pattern) < count:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"timed out waiting for {pattern!r}; got:\n{self.output[-2000:]}"
-            ready, _, _ = select.select([self.master], [], [], remaining)
-            if ready:
-                try:
-                    data = os.read(self.master, 65536)
-                except OSError:  # the child closed the terminal
-                    data = b""
-                if not data:
-                    assert self.output.count(pattern) >= count, f"exited before {pattern!r}:\n{self.output[-2000:]}"
-                self.raw += data.decode("utf-8", errors="replace")
-        return self.output
-
-    def type(self, keys: str) -> None:
-        os.write(self.master, keys.encode())
-
-    def close(self) -> int:
-        try:
-            status = self.process.wait(timeout=20)
-        finally:
-            os.close(self.master)
-        return status
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
-def test_interactive_keys_next_back_layer_quit():
-    term = Terminal()
-    prompt = stepper.HELP_LINE
-    try:
-        term.read_until(prompt, 1)
-        assert "step 1/48 · tokens" in term.output
-        term.type("\n")
-        term.read_until(prompt, 2)
-        assert "step 2/48 · embed" in term.output
-        term.type("b")
-        term.read_until(prompt, 3)
-        assert term.output.count("step 1/48 · tokens") == 2
-        term.type("l 2\n")
-        term.read_until(prompt, 4)
-        assert "step 25/48 · blocks.2.attn.norm" in term.output and "layer 2 of 4" in term.output
-        term.type("q")
-        term.read_until("quit at step 25/48 (blocks.2.attn.norm)")
-    finally:
-        status = term.close()
-    assert status == 0
-    assert "step 3/48" not in term.output  # nothing was shown that the keys did not ask for
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
-def test_interactive_ctrl_c_quits_cleanly():
-    term = Terminal("--break", "blocks.1.attn")
-    try:
-        term.read_until(stepper.HELP_LINE)
-        assert "blocks.1.attn" in term.output
-        term.type("\x03")
-        term.read_until("interrupted: quit")
-    finally:
-        status = term.close()
-    assert status == 0 and "Traceback" not in term.output

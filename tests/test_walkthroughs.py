@@ -17,7 +17,9 @@ harness = sys.modules.setdefault("walkthrough_harness", importlib.util.module_fr
 _spec.loader.exec_module(harness)
 
 FILES = harness.walkthrough_files()
-EXPECTED = ["00-overview", "01-mxfp4", "02-rmsnorm", "03-rope", "04-attention", "05-router-moe", "06-swiglu",
+SOLUTIONS = harness.solution_files()
+PAGES = FILES + SOLUTIONS
+EXPECTED = ["00-overview", "01-rmsnorm", "02-rope", "03-attention", "04-swiglu", "05-router-moe", "06-mxfp4",
             "07-forward-kv-cache", "08-tokenizer-harmony", "09-gpt-oss-20b-in-16gb"]
 
 
@@ -29,7 +31,25 @@ def test_the_walkthroughs_are_all_there_and_listed_in_the_readme():
     assert listed == EXPECTED, f"walkthroughs/README.md lists {listed}, expected {EXPECTED} in reading order"
 
 
-@pytest.mark.parametrize("path", FILES, ids=[path.stem for path in FILES])
+def test_every_exercise_has_a_solution_page_that_the_harness_runs():
+    """walkthroughs/solutions/NN-name.md answers exercise N of NN-name.md under '## Exercise N'."""
+    assert [s.stem for s in SOLUTIONS] == EXPECTED, f"solutions/ holds {[s.stem for s in SOLUTIONS]}"
+    for page, solution in zip(FILES, SOLUTIONS):
+        text = page.read_text(encoding="utf-8")
+        exercises = text[text.index("## Exercises"):]
+        numbers = re.findall(r"^(\d+)\. ", exercises, re.M)
+        answered = re.findall(r"^## Exercise (\d+)\b", solution.read_text(encoding="utf-8"), re.M)
+        assert answered == numbers, f"{solution.name} answers exercises {answered}, {page.name} asks {numbers}"
+        assert f"](solutions/{page.name})" in text, f"{page.name} does not link to solutions/{page.name}"
+
+
+@pytest.mark.parametrize("path", PAGES, ids=[f"{path.parent.name}/{path.stem}" for path in PAGES])
+def test_numbers_in_the_prose_come_from_an_output(path):
+    problems = harness.unchecked_numbers(path)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", PAGES, ids=[f"{path.parent.name}/{path.stem}" for path in PAGES])
 def test_walkthrough_outputs_match_the_page(path):
     mismatches = harness.check_file(path)
     if mismatches:
@@ -37,7 +57,7 @@ def test_walkthrough_outputs_match_the_page(path):
         pytest.fail(mismatches[0].report() + more, pytrace=False)
 
 
-@pytest.mark.parametrize("path", FILES, ids=[path.stem for path in FILES])
+@pytest.mark.parametrize("path", PAGES, ids=[f"{path.parent.name}/{path.stem}" for path in PAGES])
 def test_walkthrough_links_point_at_real_files_and_functions(path):
     """A link like [`sink_softmax`](../minigptoss/attention.py) names a file that exists and defines it."""
     text = path.read_text(encoding="utf-8")
@@ -65,7 +85,7 @@ def test_each_walkthrough_runs_minigptoss_uses_the_inspector_and_has_exercises()
 
 def test_changing_one_digit_of_a_shown_output_is_caught():
     """Mutate one digit of a real page in memory: the checker must report that block, and only that one."""
-    path = ROOT / "walkthroughs" / "01-mxfp4.md"
+    path = ROOT / "walkthroughs" / "06-mxfp4.md"
     text = path.read_text(encoding="utf-8")
     blocks = harness.parse(text, path.name)
     assert harness.check_markdown(text, path.name) == []

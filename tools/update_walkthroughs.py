@@ -1,7 +1,7 @@
 """Re-run the walkthroughs' code and rewrite their ```text output blocks (for authors; the tests never rewrite).
 
-    python tools/update_walkthroughs.py                  # every walkthroughs/NN-*.md
-    python tools/update_walkthroughs.py 04-attention.md  # just these (names or paths)
+    python tools/update_walkthroughs.py                  # every walkthroughs/NN-*.md and solutions/NN-*.md
+    python tools/update_walkthroughs.py 03-attention.md  # just these (names or paths)
     python tools/update_walkthroughs.py --check          # report mismatches, change nothing (exit 1 if any)
 
 Read the diff afterwards (`git diff walkthroughs/`): a changed number is either the fix you meant or a bug.
@@ -13,7 +13,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
-HARNESS = Path(__file__).resolve().parent.parent / "walkthroughs" / "harness.py"
+ROOT = Path(__file__).resolve().parent.parent
+HARNESS = ROOT / "walkthroughs" / "harness.py"
+sys.path.insert(0, str(ROOT))  # the pages import this checkout's minigptoss, not whichever one is installed
 
 
 def load_harness():
@@ -32,7 +34,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     paths = [Path(f) if Path(f).exists() else harness.WALKTHROUGHS / f for f in args.files]
     failed = 0
-    for path in paths or harness.walkthrough_files():
+    for path in paths or harness.walkthrough_files() + harness.solution_files():
         if args.check:
             mismatches = harness.check_file(path)
             failed += bool(mismatches)

@@ -11,6 +11,8 @@ The convention (also in walkthroughs/README.md):
 - A bare ``` fence (no language) is a diagram or formula: shown, never run. Any other fence language, a ```text
   block that follows no ```python block, or an indented fence is an error, so no code can hide from the check.
 - An exception is a mismatch like any other: the traceback becomes the block's actual output.
+- A decimal number in the prose must appear in a block of the page (or of a page its paragraph links to):
+  `unchecked_numbers(path)` lists the ones that do not. Solutions live in walkthroughs/solutions/NN-*.md.
 
     check_file(path)        -> [Mismatch]   (empty when the page is right)
     updated_markdown(path)  -> the page with every ```text block rewritten from a fresh run (for authors)
@@ -214,3 +216,77 @@ def updated_markdown(markdown: str, path: str = "<walkthrough>") -> str:
 def walkthrough_files() -> list[Path]:
     """The walkthroughs in reading order: walkthroughs/NN-*.md."""
     return sorted(WALKTHROUGHS.glob("[0-9][0-9]-*.md"))
+
+
+def solution_files() -> list[Path]:
+    """The solutions to the exercises, one page per walkthrough: walkthroughs/solutions/NN-*.md."""
+    return sorted((WALKTHROUGHS / "solutions").glob("[0-9][0-9]-*.md"))
+
+
+# -- numbers in the prose -------------------------------------------------------------------------------------
+
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
+PAGE_LINK = re.compile(r"\]\(((?:\.\./)?(?:solutions/)?[0-9]{2}-[^)#]+\.md)")
+
+
+def blocks_text(markdown: str) -> str:
+    """Everything inside the ```python and ```text blocks of a page, joined."""
+    out, fence = [], None
+    for line in markdown.splitlines():
+        match = FENCE.match(line)
+        if fence is not None:
+            if match:
+                fence = None
+            elif fence in ("python", "text"):
+                out.append(line)
+            continue
+        if match:
+            fence = match["info"].strip()
+    return "\n".join(out)
+
+
+def unchecked_numbers(path) -> list[str]:
+    """Decimal numbers written in the prose of a page that no code or output backs.
+
+    A decimal number (12.8, 0.118) in a prose paragraph must appear, as written, inside a ```python or ```text
+    block of the same page, or of a page the same paragraph links to; so a number restated from an output
+    cannot drift from it. Not checked: tables (sourced figures), HTML comments, `inline code`, the Exercises
+    section (its numbers are inputs), and integers.
+    """
+    path = Path(path)
+    markdown = path.read_text(encoding="utf-8")
+    own = blocks_text(markdown)
+    paragraphs, current, fence, comment, exercises = [], [], None, False, False
+    for line in markdown.splitlines():
+        match = FENCE.match(line)
+        if fence is not None:
+            fence = None if match else fence
+            continue
+        if match:
+            fence = match["info"]
+            line = ""  # a fence ends the paragraph
+        if line.startswith("#"):
+            exercises = line.startswith("## Exercises")
+        if "<!--" in line:
+            comment = True
+        if comment or exercises or line.startswith("|") or not line.strip():
+            comment = comment and "-->" not in line
+            if current:
+                paragraphs.append(" ".join(current))
+                current = []
+            continue
+        current.append(re.sub(r"`[^`]*`", "", line))
+    if current:
+        paragraphs.append(" ".join(current))
+    problems = []
+    for paragraph in paragraphs:
+        backing = own
+        for target in PAGE_LINK.findall(paragraph):
+            linked = (path.parent / target).resolve()
+            if linked.exists():
+                backing += "\n" + blocks_text(linked.read_text(encoding="utf-8"))
+        for number in DECIMAL.findall(paragraph):
+            if number not in backing:
+                problems.append(f"{display_path(path)}: {number!r} in the prose is in no output: "
+                                f"...{paragraph[max(0, paragraph.index(number) - 60):paragraph.index(number) + 30]}...")
+    return problems

@@ -15,6 +15,7 @@ import sys
 
 from rich.console import Console
 
+from .. import __version__
 from ..checkpoint import CheckpointError
 from ..config import ConfigError
 from .chat import add_chat_parser
@@ -28,7 +29,9 @@ __all__ = ["DEFAULT_PROMPT", "UsageError", "build_parser", "main"]
 
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="minigptoss", description="Run and inspect gpt-oss in pure NumPy.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"minigptoss {__version__}")
+    parser.set_defaults(handler=lambda args, console: parser.print_help())  # `minigptoss` alone: the help
+    commands = parser.add_subparsers(dest="command")
     add_run_parser(commands)
     add_step_parser(commands)
     add_generate_parser(commands)

@@ -77,6 +77,11 @@ def chat_loop(model, tokenizer, sampling: Sampling, out: Out, read_line, system:
             continue
         if not line:
             continue
+        if line.startswith("/") and not line.startswith("//"):
+            out.write(f"unknown command {line.split()[0]!r}: {CHAT_COMMANDS} (start with // to send a line "
+                      "beginning with /)\n", "yellow")
+            continue
+        line = line[1:] if line.startswith("//") else line
         conversation = [*history, Message("user", line)]
         prompt = render_conversation([*system, *conversation], tokenizer)
         stats = Stats(len(prompt))

@@ -6,12 +6,20 @@ status 2 (`cli.main`); anything else is a bug and keeps its traceback.
 """
 
 import argparse
+import os
+import sys
+import threading
+import time
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
 
 import minigptoss
+from .. import inspector
 from ..checkpoint import memory_estimate
 from ..text.tokenizer import tokenizer_for
 
@@ -48,27 +56,163 @@ def checkpoint_summary(model, tokens: int = 256) -> str:
             f"{(need.other_mapped + need.working) / gib:.1f} GiB working memory.")
 
 
-@contextmanager
-def first_touch_progress(model, console: Console):
-    """A progress bar while the weights are first touched (paged in from disk, widened to float32)."""
-    weights = model.weights
-    if not hasattr(weights, "on_first_use") or model.checkpoint is None or model.checkpoint.file_bytes < 2**30:
-        yield
-        return
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
-                        console=console, transient=True)
-    task = progress.add_task("reading weights", total=sum(stored.nbytes for stored in weights.stored.values()))
+class PassCancelled(Exception):
+    """Raised inside a forward pass whose PassProgress was cancelled (the user quit while it ran)."""
 
-    def touched(name: str, nbytes: int) -> None:
-        where = f"layer {name.split('.')[1]}" if name.startswith("block.") else name.split(".")[0]
-        progress.update(task, advance=nbytes, description=f"reading weights ({where})")
 
-    weights.on_first_use = touched
-    try:
-        with progress:
+class _Watcher(inspector.Capture):
+    """A capture that keeps nothing: it only notes the last name the forward pass offered (how far it got)."""
+
+    def __init__(self, patterns=("*",)):
+        super().__init__(patterns)
+        self.last, self.cancelled = "", False
+
+    def wants(self, name: str) -> bool:
+        if self.cancelled:
+            raise PassCancelled(name)
+        self.last = name
+        return False
+
+
+class PassProgress:
+    """How far one forward pass has got, with a total: `layers` blocks plus one unit for the unembedding (the
+    final norm and the logits, which on a real vocabulary take as long as several layers), the checkpoint
+    bytes read so far (lazy weights' first touch) and the seconds elapsed.
+
+        progress = PassProgress(model)
+        with progress.watching(), progress.shown(stderr_console):   # a bar on stderr (when it is a terminal)
+            model.forward(tokens)
+
+    `describe()` is the same line for the debugger's status bar. `cancel()` makes the pass stop at its next
+    recorded name (PassCancelled).
+    """
+
+    def __init__(self, model):
+        self.model, self.layers = model, model.config.num_hidden_layers
+        self.start, self.read_bytes, self.reading, self.finished = time.monotonic(), 0, "", False
+        self._watcher: _Watcher | None = None
+
+    @property
+    def total(self) -> int:
+        return self.layers + 1
+
+    @property
+    def completed(self) -> int:
+        """Units done: the blocks finished, plus one once the logits are recorded."""
+        if self.finished:
+            return self.total
+        last = self._watcher.last if self._watcher is not None else ""
+        if last.startswith("blocks."):
+            return int(last.split(".")[1])
+        return self.layers if last in ("norm", "logits") else 0
+
+    def phase(self) -> str:
+        last = self._watcher.last if self._watcher is not None else ""
+        if self.finished:
+            return "forward pass done"
+        if last.startswith("blocks."):
+            n = int(last.split(".")[1])
+            return f"layer {n + 1}/{self.layers}"
+        if last in ("norm", "logits"):
+            return "unembedding (final norm, logits)"
+        return "embedding"
+
+    def describe(self) -> str:
+        text = f"{self.phase()} · {self.completed}/{self.total}"
+        if self.read_bytes:
+            text += f" · {self.read_bytes / 1e9:.2f} GB of weights read"
+        return f"{text} · {time.monotonic() - self.start:.0f} s"
+
+    def _first_use(self, name: str, nbytes: int) -> None:
+        self.reading, self.read_bytes = name, self.read_bytes + nbytes
+
+    def cancel(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancelled = True
+
+    @contextmanager
+    def watching(self):
+        """Follow the forward pass run inside (a watcher capture, and lazy weights' first-use hook)."""
+        weights = self.model.weights
+        hooked = hasattr(weights, "on_first_use")
+        if hooked:
+            previous, weights.on_first_use = weights.on_first_use, self._first_use
+        try:
+            with inspector.capture(kind=_Watcher) as watcher:
+                self._watcher = watcher
+                yield self
+            self.finished = True
+        finally:
+            if hooked:
+                weights.on_first_use = previous
+
+    def __rich__(self):
+        grid = Table.grid(padding=(0, 1))
+        grid.add_row(ProgressBar(total=self.total, completed=self.completed, width=30), Text(self.describe()))
+        return grid
+
+    @contextmanager
+    def shown(self, console: Console):
+        """A live bar on `console` (stderr) while the block runs, if it is a terminal; cleared afterwards."""
+        if not console.is_terminal:
             yield
-    finally:
-        weights.on_first_use = None
+            return
+        with Live(self, console=console, transient=True, refresh_per_second=4, redirect_stdout=False,
+                  redirect_stderr=False):
+            yield
+
+
+class BackgroundPass:
+    """`model.forward(tokens)` in a thread, under a capture that fills as the pass goes (so the debugger can
+    show a step once its tensors are recorded). `cache` is that capture, `progress` the PassProgress, `error`
+    what the pass raised (None if fine); `done` is set when it ends. `stop()` cancels it and waits."""
+
+    def __init__(self, model, tokens, kind=None):
+        from ..views.capture import Capture  # the capture that can show itself
+
+        self.model, self.tokens, self.kind = model, tokens, kind or Capture
+        self.progress, self.error, self.cache = PassProgress(model), None, None
+        self.done, self._opened = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run, name="forward-pass", daemon=True)
+
+    def start(self) -> "BackgroundPass":
+        self.thread.start()
+        self._opened.wait()
+        return self
+
+    def _run(self) -> None:
+        try:
+            with inspector.capture(kind=self.kind) as cache, self.progress.watching():
+                self.cache = cache
+                self._opened.set()
+                self.model.forward(self.tokens)
+        except PassCancelled:
+            pass
+        except BaseException as error:  # noqa: BLE001  (handed to the interface, which reports it)
+            self.error = error
+        finally:
+            self._opened.set()
+            self.done.set()
+
+    def stop(self) -> None:
+        self.progress.cancel()
+        self.thread.join()
+
+
+@contextmanager
+def closed_pipe_is_fine():
+    """`minigptoss step | head -1`: when the reader goes away, stop quietly (exit 0) instead of a traceback.
+    stdout is pointed at /dev/null so the interpreter's final flush does not fail again. (rich does that
+    itself and raises SystemExit(1) from the BrokenPipeError: a closed pipe is not a failure, so that is 0.)"""
+    try:
+        yield
+    except SystemExit as exit:
+        if not isinstance(exit.__context__, BrokenPipeError):
+            raise
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def get_tokenizer(vocab_size: int):
@@ -82,13 +226,22 @@ def prompt_tokens(args, tokenizer) -> list[int]:
     return tokenizer.encode(args.prompt if args.prompt is not None else DEFAULT_PROMPT, allowed_special="all")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (`--top 0` or `--top x` is a one-line usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line on stderr (and exit status 2), like every other error."""
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
-
-
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, prompt: bool = True) -> None:

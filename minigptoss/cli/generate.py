@@ -5,10 +5,18 @@
 
 from __future__ import annotations
 
+import sys
+from contextlib import nullcontext
+
+import numpy as np
 from rich.console import Console
 
+from ..views.capture import capture
+from ..views.summary import probability_text, token_text
+
 from ..text.harmony import Message, render_conversation, stop_tokens
-from .common import DEFAULT_PROMPT, UsageError, add_model_arguments, get_tokenizer, load_model
+from .common import (DEFAULT_PROMPT, UsageError, add_model_arguments, get_tokenizer, load_model, parse_token_ids,
+                     positive_int)
 from .talk import (DEFAULT_REASONING, GENERATE_MAX_TOKENS, Out, Sampling, Stats, StreamDecoder, add_sampling_flags,
                    run_turn, stop_name, system_messages, timed)
 
@@ -20,9 +28,12 @@ def cmd_generate(args, console: Console) -> None:
     sampling = Sampling.from_args(args)
     model, _ = load_model(args.weights, console)
     tokenizer = get_tokenizer(model.config.vocab_size)
-    text = args.prompt if args.prompt is not None else DEFAULT_PROMPT
+    text = prompt_text(args)
     out, errors = Out(console), Console(stderr=True, highlight=False)
-    if args.harmony:
+    if args.tokens is not None:
+        prompt = parse_token_ids(args.tokens)
+        text = tokenizer.decode(prompt)
+    elif args.harmony:
         conversation = [*system_messages(args.reasoning or DEFAULT_REASONING, args.system), Message("user", text)]
         prompt = render_conversation(conversation, tokenizer)
     else:
@@ -32,8 +43,10 @@ def cmd_generate(args, console: Console) -> None:
         if args.harmony:
             run_turn(model, tokenizer, prompt, sampling, sampling.seed, out, stats)
         else:
-            out.write(text, "bold")
-            stream_raw(model, tokenizer, prompt, sampling, out, stats)
+            if not args.no_echo:
+                out.write(text, "bold")
+            stream_raw(model, tokenizer, prompt, sampling, out, stats, stops=args.stop or (),
+                       ignore_eos=args.ignore_eos, show_probs=args.show_probs)
     except KeyboardInterrupt:
         stats.stop = "interrupted"
         out.newline()
@@ -43,20 +56,59 @@ def cmd_generate(args, console: Console) -> None:
     errors.print(stats.summary(), style="dim", markup=False, soft_wrap=True)
 
 
-def stream_raw(model, tokenizer, prompt: list[int], sampling: Sampling, out: Out, stats: Stats) -> None:
+def prompt_text(args) -> str:
+    """The prompt: -p TEXT, -p - (standard input), -f FILE, else the default."""
+    if args.file is not None:
+        try:
+            with open(args.file, encoding="utf-8") as file:
+                return file.read()
+        except OSError as error:
+            raise UsageError(f"-f {args.file}: cannot read it ({error.strerror})") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"-f {args.file}: not UTF-8 text") from None
+    if args.prompt == "-":
+        return sys.stdin.read()
+    return args.prompt if args.prompt is not None else DEFAULT_PROMPT
+
+
+def stream_raw(model, tokenizer, prompt: list[int], sampling: Sampling, out: Out, stats: Stats, stops=(),
+               ignore_eos: bool = False, show_probs: int = 0) -> None:
     """Print the continuation as it is generated (special tokens by name, dimmed); stops at harmony's stop
-    tokens (<|return|>, <|call|>, <|end|>) or max tokens."""
-    decoder, tokens = StreamDecoder(tokenizer), []
-    generated = model.generate(prompt, **sampling.kwargs(sampling.seed), stop_tokens=stop_tokens(tokenizer, True))
-    for token in timed(generated, stats):
-        tokens.append(token)
-        if decoder.is_special(token):
-            out.write(decoder.flush())
-            out.write(decoder.feed(token), "dim")
-        else:
-            out.write(decoder.feed(token))
+    tokens (<|return|>, <|call|>, <|end|>; not with ignore_eos), at any of the `stops` strings, or max tokens.
+    With show_probs K, each token is followed by the K most likely candidates it was drawn from (the last
+    recorded logits: generate samples from the logits of the forward pass just before it yields)."""
+    decoder, tokens, text = StreamDecoder(tokenizer), [], ""
+    enders = () if ignore_eos else stop_tokens(tokenizer, True)
+    with capture("logits") if show_probs else nullcontext() as recorded:
+        generated = model.generate(prompt, **sampling.kwargs(sampling.seed), stop_tokens=enders)
+        for token in timed(generated, stats):
+            tokens.append(token)
+            if decoder.is_special(token):
+                out.write(decoder.flush())
+                out.write(decoder.feed(token), "dim")
+            else:
+                piece = decoder.feed(token)
+                out.write(piece)
+                text += piece
+            if show_probs:
+                out.write(" " + candidates(recorded["logits"][-1], tokenizer, show_probs, token) + "\n", "dim")
+            if any(stop in text for stop in stops):
+                stats.stop = "stop text"
+                generated.close()
+                break
     out.write(decoder.flush())
     stats.stop = stop_name(tokenizer, tokens, stats.stop)
+
+
+def candidates(logits: np.ndarray, tokenizer, k: int, chosen: int) -> str:
+    """`[' the' 0.412 | ' a' 0.201 | ...]`: the k most likely tokens with their probabilities (* = chosen)."""
+    values = np.asarray(logits, dtype=np.float64)
+    log_probs = values - values.max()
+    log_probs -= np.log(np.sum(np.exp(log_probs)))
+    order = np.argsort(-values, kind="stable")[:k]
+    cells = [f"{'*' if t == chosen else ''}{token_text(tokenizer, int(t))!r} {probability_text(np.exp(log_probs[t]))}"
+             for t in order]
+    return "[" + " | ".join(cells) + "]"
 
 
 def add_generate_parser(commands) -> None:
@@ -68,7 +120,18 @@ def add_generate_parser(commands) -> None:
                     "(names of special tokens such as <|start|> become those tokens). With --harmony it is "
                     "instead sent as a user message in the harmony chat format, as `chat` does for one turn.")
     add_model_arguments(generate, prompt=False)
-    generate.add_argument("-p", "--prompt", help=f"the prompt (default: {DEFAULT_PROMPT!r})")
+    source = generate.add_mutually_exclusive_group()
+    source.add_argument("-p", "--prompt", help=f"the prompt; - reads standard input (default: {DEFAULT_PROMPT!r})")
+    source.add_argument("-f", "--file", help="read the prompt from this UTF-8 text file")
+    source.add_argument("--tokens", help="the prompt as comma-separated token ids")
+    generate.add_argument("--stop", action="append", metavar="TEXT",
+                          help="stop once the continuation contains TEXT (repeatable)")
+    generate.add_argument("--ignore-eos", action="store_true",
+                          help="do not stop at <|return|>, <|call|> or <|end|>: generate the full -n tokens")
+    generate.add_argument("--no-echo", "--no-display-prompt", dest="no_echo", action="store_true",
+                          help="print only the continuation, not the prompt")
+    generate.add_argument("--show-probs", type=positive_int, default=0, metavar="K",
+                          help="after each generated token, its K most likely candidates and their probabilities")
     generate.add_argument("--harmony", "--chat-format", dest="harmony", action="store_true",
                           help="wrap the prompt as a harmony user message (system message, --system) and show "
                                "the analysis and final channels, like one turn of `chat`")

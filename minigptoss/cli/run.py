@@ -10,18 +10,26 @@ from rich.console import Console
 
 import minigptoss
 from ..views.summary import layers_table, router_table, tokens_view, top_tokens_table
-from .common import add_model_arguments, first_touch_progress, get_tokenizer, load_model, prompt_tokens
+from .common import (PassProgress, add_model_arguments, closed_pipe_is_fine, get_tokenizer, load_model,
+                     positive_int, prompt_tokens)
 
 
 def cmd_run(args, console: Console) -> None:
+    with closed_pipe_is_fine():
+        run(args, console)
+
+
+def run(args, console: Console) -> None:
     model, path = load_model(args.weights, console)
     tokenizer = get_tokenizer(model.config.vocab_size)
     tokens = prompt_tokens(args, tokenizer)
     console.print(f"[bold]minigptoss run[/] on {path}: {model.config.num_hidden_layers} layers, "
                   f"{model.config.num_experts} experts (top-{model.config.experts_per_token}), "
                   f"vocabulary {model.config.vocab_size}")
+    progress = PassProgress(model)
     with minigptoss.capture("blocks.*.resid_*", "blocks.*.attn.out", "blocks.*.attn.sink_mass",
-                            "blocks.*.moe.out", "blocks.*.moe.router.*") as cache, first_touch_progress(model, console):
+                            "blocks.*.moe.out", "blocks.*.moe.router.*") as cache, \
+            progress.watching(), progress.shown(Console(stderr=True)):
         start = time.perf_counter()
         logits = model.forward(tokens)
         seconds = time.perf_counter() - start
@@ -32,10 +40,8 @@ def cmd_run(args, console: Console) -> None:
     console.print(top_tokens_table(logits[-1], tokenizer, args.top))
 
 
-
-
 def add_run_parser(commands) -> None:
     run = commands.add_parser("run", help="one forward pass: tokens, per-layer summary, router, next token")
     add_model_arguments(run)
-    run.add_argument("--top", type=int, default=10, help="how many next-token candidates to show")
+    run.add_argument("--top", type=positive_int, default=10, help="how many next-token candidates to show")
     run.set_defaults(handler=cmd_run)

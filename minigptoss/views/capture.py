@@ -16,7 +16,7 @@ from .tensor import tensor_panel
 
 
 class Capture(inspector.Capture):
-    """inspector.Capture, plus `show(name)`."""
+    """inspector.Capture (names to arrays; repr, stack, head, logit_lens, steps), plus `show(name)`."""
 
     def show(self, name: str, console: Console | None = None) -> None:
         """Print a rich summary of one recorded tensor (to `console`, else a new stdout console)."""
@@ -25,7 +25,8 @@ class Capture(inspector.Capture):
 
 
 @contextmanager
-def capture(*patterns: str):
-    """Record every intermediate whose name matches one of `patterns` (all of them if none are given)."""
-    with inspector.capture(*patterns, kind=Capture) as cache:
+def capture(*patterns: str, per_step: bool = False):
+    """Record every intermediate whose name matches one of `patterns` (all of them if none are given); with
+    per_step=True keep every forward pass's values (`cache.steps`, e.g. one per token under `generate`)."""
+    with inspector.capture(*patterns, kind=Capture, per_step=per_step) as cache:
         yield cache

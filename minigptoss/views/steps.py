@@ -27,6 +27,7 @@ from rich.text import Text
 
 from .. import attention, model, moe, mxfp4, rmsnorm, rope, router, swiglu
 from .summary import token_text, tokens_view, top_tokens_table
+from ..names import declared
 from ..config import RMS_NORM_EPS, SWIGLU_ALPHA, yarn_ramp_bounds
 from .tensor import SEQUENTIAL, format_number, heatmap, sparkline, tensor_stats
 
@@ -38,17 +39,17 @@ TITLES = {"tokens": "tokens", "embed": "embedding", "norm": "RMSNorm", "qkv": "Q
 # For each kind of step, the functions that compute it: (function, None) for all of it, or
 # (function, needles) for its lines from the first to the last holding one of the needles.
 SOURCES = {
-    "tokens": [(model.forward, ("positions = np.arange",))],
+    "tokens": [(model.forward, ('positions = record("positions"',))],
     "embed": [(model.forward, ('"embedding.weight"',))],
     "norm": [(rmsnorm.rms, None), (rmsnorm.rms_norm, None)],
-    "qkv": [(model.attention_block, ("qkv = t @", "q, k, v = split_qkv")), (attention.split_qkv, None)],
+    "qkv": [(model.attention_block, ('qkv = record(at + "qkv"', "q, k, v = split_qkv")), (attention.split_qkv, None)],
     "rope": [(rope.inverse_frequencies, None), (rope.apply_rope, None)],
     "attn": [(attention.attention_scores, None), (attention.sink_softmax, None), (attention.attend, None)],
-    "attn_out": [(model.attention_block, ("out = z @",)), (model.attention_block, ("return x + out",))],
+    "attn_out": [(model.attention_block, ('out = record(at + "out"',)), (model.attention_block, ("return x + out",))],
     "router": [(router.router_logits, None), (router.route, None)],
     "mxfp4": [(mxfp4.decode_mxfp4, None), (moe.grouped_linear, None)],
     "swiglu": [(swiglu.swiglu, None)],
-    "mlp2": [(model.moe_block, ("expert_out = grouped_linear",)), (moe.MXFP4Experts.matrix, None)],
+    "mlp2": [(model.moe_block, ('"expert_out", grouped_linear',)), (moe.MXFP4Experts.matrix, None)],
     "moe": [(moe.combine, None), (model.moe_block, ("return x + out",))],
     "output": [(model.forward, ('w["norm.scale"]', '"unembedding.weight"'))],
 }
@@ -87,12 +88,16 @@ def equation(kind: str, config, layer: int | None) -> str:
 # -- shared pieces ----------------------------------------------------------------------------------------------
 
 def source_of(func, needles=None) -> tuple[str, int, str]:
-    """(code, first line number, "file.py:line name") of a function, or of the lines between needles."""
+    """(code, first line number, "file.py:line name") of a function, or of its lines from the first to the last
+    holding one of the needles. A needle that no longer matches is a LookupError (tests/test_step.py checks every
+    SOURCES entry), never a silent fallback to the whole function."""
     lines, start = inspect.getsourcelines(func)
     if needles:
+        missing = [needle for needle in needles if not any(needle in line for line in lines)]
+        if missing:
+            raise LookupError(f"{func.__qualname__} no longer contains {missing} (views/steps.py SOURCES)")
         hits = [i for i, line in enumerate(lines) if any(needle in line for needle in needles)]
-        if hits:
-            lines, start = lines[hits[0]:hits[-1] + 1], start + hits[0]
+        lines, start = lines[hits[0]:hits[-1] + 1], start + hits[0]
     label = f"{Path(inspect.getsourcefile(func)).name}:{start}  {func.__qualname__}"
     return textwrap.dedent("".join(lines)).rstrip(), start, label
 
@@ -130,11 +135,19 @@ def compact_picture(array: np.ndarray, cells: int):
     return heatmap(values.reshape(values.shape[0], -1), max_rows=4, max_cols=max(2, cells))
 
 
+def _is_declared(name: str) -> bool:
+    try:
+        return declared(name) is not None
+    except KeyError:
+        return False
+
+
 def tensor_summary(role: str, name: str, array: np.ndarray) -> Text:
     """role + name, shape and dtype, min/max, mean/std (and how many entries are masked)."""
     array = np.asarray(array)
     stats = tensor_stats(array)
-    text = Text.assemble((f"{role} ", "dim"), (name, "bold"), "\n", (f"{tuple(array.shape)} {array.dtype}", "cyan"),
+    shape = f"{declared(name).shape.split(' ')[0]} = {tuple(array.shape)}" if _is_declared(name) else f"{tuple(array.shape)}"
+    text = Text.assemble((f"{role} ", "dim"), (name, "bold"), "\n", (f"{shape} {array.dtype}", "cyan"),
                          "\n", f"min {format_number(stats['min'])}  max {format_number(stats['max'])}", "\n",
                          f"mean {format_number(stats['mean'])}  std {format_number(stats['std'])}")
     if stats["non_finite"]:
@@ -186,19 +199,47 @@ def where_text(session, step) -> Text:
                          " · ", ("piece ", "dim"), (step.piece, "bold"))
 
 
-def render_step(session, step, index: int, total: int, width: int = 80, top: int = 10) -> Group:
-    """One full screen for `step`: where, equation, source, tensors, and the piece's own view."""
+def step_title(step, index: int, total: int) -> str:
+    """`step 6/48 · blocks.0.attn · attention with sinks` (rich markup)."""
     title = f"[bold]step {index + 1}/{total} · {step.name}[/]"
     if TITLES[step.kind] != step.name:
         title += f" · {TITLES[step.kind]}"
-    parts = [Rule(title, characters="━"),
+    return title
+
+
+def piece_view(session, step, width: int = 80, top: int = 10):
+    """The view made for the piece, in its green panel (None if the piece has none)."""
+    view = VIEWS[step.kind](session, step, width, top=top)
+    if view is None:
+        return None
+    return Panel(view, title=f"[bold]{TITLES[step.kind]}[/]", title_align="left", border_style="green")
+
+
+def equation_panel(session, step) -> Panel:
+    return Panel(Text(equation(step.kind, session.config, step.layer)), title="equation", title_align="left")
+
+
+def step_body(session, step, width: int = 80, top: int = 10, source: bool = False, tensors: bool = False) -> Group:
+    """What the interactive debugger scrolls: the equation and the piece's own view first, then (when asked)
+    the source and the tensor list; the title and position line are pinned above it."""
+    parts = [equation_panel(session, step), piece_view(session, step, width, top)]
+    if source:
+        parts.append(source_panel(step.kind))
+    if tensors:
+        parts.append(tensors_panel(session, step, width))
+    return Group(*(part for part in parts if part is not None))
+
+
+def render_step(session, step, index: int, total: int, width: int = 80, top: int = 10) -> Group:
+    """One full screen for `step` (the printed mode): title, where, equation, source, tensors, the piece's view."""
+    parts = [Rule(step_title(step, index, total), characters="━"),
              where_text(session, step),
-             Panel(Text(equation(step.kind, session.config, step.layer)), title="equation", title_align="left"),
+             equation_panel(session, step),
              source_panel(step.kind),
              tensors_panel(session, step, width)]
-    view = VIEWS[step.kind](session, step, width, top=top)
+    view = piece_view(session, step, width, top)
     if view is not None:
-        parts.append(Panel(view, title=f"[bold]{TITLES[step.kind]}[/]", title_align="left", border_style="green"))
+        parts.append(view)
     return Group(*parts)
 
 

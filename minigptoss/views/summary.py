@@ -63,16 +63,22 @@ def router_table(config, cache, tokens, tokenizer) -> Table:
     return table
 
 
+def probability_text(p: float) -> str:
+    """A probability with 3 significant digits, however small (a real vocabulary spreads the mass thin):
+    0.512, 0.0280, 0.00137, 2.41e-07."""
+    return f"{p:#.3g}" if p >= 1e-4 or p == 0 else f"{p:.2e}"
+
+
 def top_tokens_table(logits: np.ndarray, tokenizer, top: int) -> Table:
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
-    order = np.argsort(-logits, kind="stable")[:top]
+    """The `top` most likely next tokens: id, text, logit, probability and log-probability (natural log)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max()
+    log_probs = shifted - np.log(np.sum(np.exp(shifted)))  # log-softmax, exact for the tail too
+    order = np.argsort(-logits, kind="stable")[:max(1, top)]
     table = Table(title="next token: top candidates", title_justify="left")
-    for column in ("rank", "id", "text", "logit", "prob"):
+    for column in ("rank", "id", "text", "logit", "prob", "log p"):
         table.add_column(column, justify="right" if column != "text" else "left")
     for rank, token in enumerate(order, 1):
         table.add_row(str(rank), str(token), token_text(tokenizer, token), f"{logits[token]:.3f}",
-                      f"{probs[token]:.3f}")
+                      probability_text(float(np.exp(log_probs[token]))), f"{log_probs[token]:.3f}")
     return table
-
-

@@ -1,0 +1,349 @@
+"""The interactive debugger: a full-screen Textual app over one forward pass (`minigptoss step` on a terminal).
+
+    ┌ step 6/48 · blocks.0.attn · attention with sinks          (pinned)
+    │ layer 0 of 4 (sliding, window 8) · positions 0..29 ...    (pinned)
+    │ equation, the piece's own view; source (s), tensors (t)   (scrolls: arrows, PgUp/PgDn, Home/End, wheel)
+    │ forward pass: layer 3/24 · 3/25 · 12 s  |  a note         (status)
+    └ n next · b back · l layer · g go to · ...                 (keys)
+
+The screen shows rich renderables from views/steps.py (the same ones the printed mode prints); where we are and
+how to move is a navigation.Navigator (pure). The forward pass runs beside the app (a BackgroundPass): a step
+not yet recorded shows what the pass is doing and appears by itself when ready.
+
+Adding a key: a Binding in DebuggerApp.BINDINGS, an `action_<name>` method, a line in KEYS. Comparing two
+passes (e.g. with an intervention): append a second Session to `app.sessions`; every step is then drawn side
+by side, one column per session (`body_for`).
+"""
+
+from __future__ import annotations
+
+from rich.measure import Measurement
+from rich.segment import Segment
+from rich.table import Table
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
+from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from ..views.steps import step_body, step_title, where_text
+from .navigation import Navigator
+
+KEYS = [("Enter, space, n", "next step"), ("b, p", "previous step (in forward order)"),
+        ("↑ ↓ PgUp PgDn Home End, wheel", "scroll this step"), ("l N Enter", "first step of layer N"),
+        ("g NAME Enter", "go to a step by name (a list narrows as you type; → completes)"),
+        ("c", "continue to the next --break step (the last step without one)"),
+        ("/ TEXT Enter", "next step whose name contains TEXT"), ("s", "show/hide the source"),
+        ("t", "show/hide the tensors (inputs, outputs, weights)"), ("o", "show/hide the outline of all steps"),
+        ("?", "this help"), ("Esc", "close a prompt or this help"), ("q, Ctrl-C", "quit")]
+KEY_LINE_WIDE = ("⏎/␣/n next · b back · ↑↓ PgUp/PgDn scroll · l layer · g go to · c continue · / search · "
+                 "s source · t tensors · o outline · ? keys · q quit")
+KEY_LINE = "⏎ next b back l layer g go c cont / find s src t tensors o outline ? keys q quit"
+
+
+class Prerendered:
+    """A renderable drawn once at a fixed width and replayed: Textual measures and paints the body several
+    times per key, and a step's views are costly to lay out, so each is laid out once."""
+
+    def __init__(self, console, renderable, width: int):
+        self.width = width
+        self.lines = console.render_lines(renderable, console.options.update(width=width), pad=False)
+
+    def __rich_console__(self, console, options):
+        for line in self.lines:
+            yield from line
+            yield Segment.line()
+
+    def __rich_measure__(self, console, options):
+        return Measurement(self.width, self.width)
+
+
+class HelpScreen(ModalScreen):
+    """The keys, over the step; any of Esc, ?, q closes it."""
+
+    BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "close")]
+    DEFAULT_CSS = "HelpScreen { align: center middle; } #help { width: auto; max-width: 100%; height: auto; " \
+                  "max-height: 100%; border: round $accent; background: $surface; padding: 0 1; }"
+
+    def compose(self) -> ComposeResult:
+        table = Table(box=None, padding=(0, 2), title="minigptoss step: keys", title_justify="left")
+        table.add_column(style="bold cyan", no_wrap=True)
+        table.add_column()
+        for keys, what in KEYS:
+            table.add_row(keys, what)
+        yield Static(table, id="help")
+
+
+class Body(VerticalScroll):
+    """The step's scrolling content (jumps, not animations, so a key's effect is immediate)."""
+
+    BINDINGS = [Binding("home", "top", show=False), Binding("end", "bottom", show=False),
+                Binding("pageup", "page_up", show=False), Binding("pagedown", "page_down", show=False)]
+
+    def on_resize(self) -> None:  # the outline opened or closed, or the terminal changed: redraw at the new width
+        self.app.call_after_refresh(self.app.refresh_view)
+
+    def action_top(self) -> None:
+        self.scroll_home(animate=False)
+
+    def action_bottom(self) -> None:
+        self.scroll_end(animate=False)
+
+    def action_page_up(self) -> None:
+        self.scroll_page_up(animate=False)
+
+    def action_page_down(self) -> None:
+        self.scroll_page_down(animate=False)
+
+
+class DebuggerApp(App):
+    """Walk the steps of one recorded (or recording) forward pass; see the module docstring."""
+
+    CSS = """
+    Screen { overflow: hidden; }
+    #title { height: 1; background: $primary-background; text-wrap: nowrap; text-overflow: ellipsis; }
+    #where { height: auto; max-height: 2; }
+    #main { height: 1fr; }
+    #outline { width: 36; display: none; }
+    #prompt { display: none; height: 3; }
+    #choices { display: none; max-height: 8; }
+    #status { height: 1; color: $warning; text-wrap: nowrap; text-overflow: ellipsis; }
+    #keys { height: auto; max-height: 2; color: $text-muted; }
+    """
+    BINDINGS = [Binding("enter,space,n", "next", show=False), Binding("b,p", "prev", show=False),
+                Binding("l", "ask('layer')", show=False), Binding("g", "ask('go')", show=False),
+                Binding("slash", "ask('search')", show=False), Binding("c", "cont", show=False),
+                Binding("s", "toggle('source')", show=False), Binding("t", "toggle('tensors')", show=False),
+                Binding("o", "outline", show=False), Binding("question_mark", "help", show=False),
+                Binding("escape", "cancel", show=False), Binding("q", "quit", show=False),
+                Binding("ctrl+c", "quit", show=False, priority=True)]
+
+    def __init__(self, session, steps, breaks=(), start: int | None = None, top: int = 10, poll: float = 0.2):
+        super().__init__()
+        self.sessions, self.top, self.poll = [session], top, poll
+        self.nav = Navigator(steps, breaks[0] if start is None and breaks else start or 0, breaks)
+        self.show = {"source": False, "tensors": False}
+        self.asking: str | None = None
+        self.drawn: tuple | None = None  # what the body shows now: (index, ready, width, toggles)
+        self.ready_count = -1
+        self.shown_text: dict[str, str] = {}  # widget id -> the text it shows (update only what changed)
+
+    @property
+    def session(self):
+        return self.sessions[0]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        yield Static(id="where")
+        with Horizontal(id="main"):
+            yield OptionList(id="outline")
+            with Body(id="body"):
+                yield Static(id="content")
+        yield OptionList(id="choices")
+        yield Input(id="prompt", suggester=SuggestFromList([s.name for s in self.nav.steps], case_sensitive=False))
+        yield Static(id="status")
+        yield Static(id="keys")
+
+    def on_mount(self) -> None:
+        self.query_one("#body").focus()
+        self.refresh_view()
+        self.set_interval(self.poll, self.tick)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.refresh_view)
+
+    # -- drawing -------------------------------------------------------------------------------------------------
+
+    def body_width(self) -> int:
+        width = self.query_one("#body").scrollable_content_region.width
+        return max(20, width or self.size.width - 2)
+
+    def body_for(self, index: int, width: int):
+        """The current step's content: one session's, or one column per session side by side."""
+        step = self.nav.steps[index]
+        if len(self.sessions) == 1:
+            return self._one_body(self.session, step, width)
+        grid = Table.grid(expand=True, padding=(0, 1))
+        for session in self.sessions:
+            grid.add_column(ratio=1)
+        column = max(20, width // len(self.sessions) - 1)
+        grid.add_row(*(self._one_body(session, step, column) for session in self.sessions))
+        return grid
+
+    def _one_body(self, session, step, width: int):
+        try:
+            return step_body(session, step, width=max(width, 40), top=self.top, **self.show)
+        except Exception as error:  # a view that cannot draw at this size must not end the session
+            return Text(f"this view could not be drawn at width {width}: {type(error).__name__}: {error}",
+                        style="red")
+
+    def waiting_text(self, step) -> Text:
+        run = self.session.run
+        if run is not None and run.error is not None:
+            return Text(f"the forward pass failed: {run.error}", style="bold red")
+        progress = run.progress.describe() if run is not None else ""
+        return Text.assemble(("waiting for the forward pass to record ", "dim"), (step.name, "bold"),
+                             ("\n" + progress, "yellow"), ("\n(you can move to any other step meanwhile)", "dim"))
+
+    def put(self, widget_id: str, content) -> None:
+        """Show `content` (a str or Text) in a one-line widget, if it differs from what it shows."""
+        plain = content.plain if isinstance(content, Text) else str(content)
+        if self.shown_text.get(widget_id) != plain:
+            self.shown_text[widget_id] = plain
+            self.query_one(f"#{widget_id}", Static).update(content)
+
+    def refresh_view(self) -> None:
+        """Redraw what changed: the pinned lines, the body (if the step, its readiness, width or toggles did)."""
+        nav, step = self.nav, self.nav.current
+        self.put("title", Text.from_markup(step_title(step, nav.index, len(nav.steps))))
+        ready = step.ready(self.session.cache)
+        width = self.body_width()
+        key = (nav.index, ready, width, tuple(self.show.values()), len(self.sessions))
+        if key != self.drawn:
+            content = self.query_one("#content", Static)
+            if ready:
+                self.put("where", where_text(self.session, step))
+                content.update(Prerendered(self.console, self.body_for(nav.index, width), width))
+            else:
+                self.put("where", Text(f"piece {step.piece}", style="dim"))
+                content.update(self.waiting_text(step))
+            if key[:1] != (self.drawn or (None,))[:1]:
+                self.query_one("#body", Body).scroll_home(animate=False)
+            self.drawn = key
+        self.put("keys", KEY_LINE_WIDE if self.size.width >= len(KEY_LINE_WIDE) else KEY_LINE)
+        self.update_status()
+        if self.query_one("#outline").display:
+            self.fill_outline()
+
+    def update_status(self) -> None:
+        run, note = self.session.run, self.nav.note
+        if run is not None and not run.done.is_set():
+            text = f"forward pass: {run.progress.describe()}"
+        elif run is not None and run.error is not None:
+            text = f"forward pass failed: {run.error}"
+        else:
+            text = ""
+        if self.session.run is not None and self.nav.breaks:
+            text = text or f"{len(self.nav.breaks)} breakpoint(s)"
+        self.put("status", Text(" | ".join(part for part in (text, note) if part)))
+
+    def tick(self) -> None:
+        """Every `poll` seconds while the pass runs: progress, and the step once it is recorded."""
+        cache = self.session.cache
+        ready = sum(step.ready(cache) for step in self.nav.steps)
+        if ready != self.ready_count or (self.session.run and not self.session.run.done.is_set()):
+            self.ready_count = ready
+            try:
+                self.refresh_view()
+            except NoMatches:  # the screen is being torn down (quitting) or not built yet
+                pass
+
+    def fill_outline(self) -> None:
+        outline = self.query_one("#outline", OptionList)
+        cache = self.session.cache
+        options = [Option(Text(step.name, style="" if step.ready(cache) else "dim"), id=str(i))
+                   for i, step in enumerate(self.nav.steps)]
+        outline.clear_options()
+        outline.add_options(options)
+        outline.highlighted = self.nav.index
+
+    # -- keys ----------------------------------------------------------------------------------------------------
+
+    def moved(self) -> None:
+        self.refresh_view()
+
+    def action_next(self) -> None:
+        self.nav.next()
+        self.moved()
+
+    def action_prev(self) -> None:
+        self.nav.prev()
+        self.moved()
+
+    def action_cont(self) -> None:
+        self.nav.cont()
+        self.moved()
+
+    def action_toggle(self, what: str) -> None:
+        self.show[what] = not self.show[what]
+        self.nav.note = f"{what} {'shown below the view' if self.show[what] else 'hidden'}"
+        self.refresh_view()
+
+    def action_outline(self) -> None:
+        outline = self.query_one("#outline", OptionList)
+        outline.display = not outline.display
+        if outline.display:
+            self.fill_outline()
+            outline.focus()
+        else:
+            self.query_one("#body").focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id is None:
+            return
+        if event.option_list.id == "choices":
+            self.nav.goto(str(event.option.id))
+            self.close_prompt()
+        else:
+            self.nav.index, self.nav.note = int(event.option.id), ""
+        self.moved()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_ask(self, what: str) -> None:
+        prompt = self.query_one("#prompt", Input)
+        self.asking = what
+        prompt.placeholder = {"layer": "layer number, then Enter", "go": "step name (→ completes), then Enter",
+                              "search": "text in a step name, then Enter"}[what]
+        prompt.border_title = {"layer": "l: layer", "go": "g: go to step", "search": "/: search"}[what]
+        prompt.value = ""
+        prompt.display = True
+        prompt.focus()
+        if what == "go":
+            self.fill_choices("")
+
+    def fill_choices(self, text: str) -> None:
+        choices = self.query_one("#choices", OptionList)
+        choices.clear_options()
+        choices.add_options([Option(step.name, id=step.name) for step in self.nav.matches(text)])
+        choices.display = True
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if self.asking == "go":
+            self.fill_choices(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        what, text = self.asking, event.value.strip()
+        self.close_prompt()
+        if what == "layer":
+            if text.isdigit():
+                self.nav.layer(int(text))
+            else:
+                self.nav.note = f"l expects a layer number, got {text!r}"
+        elif what == "go" and text:
+            self.nav.goto(text)
+        elif what == "search" and text:
+            self.nav.search(text)
+        self.moved()
+
+    def close_prompt(self) -> None:
+        self.asking = None
+        self.query_one("#prompt", Input).display = False
+        self.query_one("#choices", OptionList).display = False
+        self.query_one("#body").focus()
+
+    def action_cancel(self) -> None:
+        if self.asking is not None:
+            self.close_prompt()
+        elif self.query_one("#outline").display:
+            self.action_outline()
+
+
+def run_debugger(session, steps, breaks=(), top: int = 10) -> None:
+    """Run the app on the terminal until the user quits."""
+    DebuggerApp(session, steps, breaks, top=top).run()
