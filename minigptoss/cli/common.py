@@ -63,8 +63,8 @@ class PassCancelled(Exception):
 class _Watcher(inspector.Capture):
     """A capture that keeps nothing: it only notes the last name the forward pass offered (how far it got)."""
 
-    def __init__(self, patterns=("*",)):
-        super().__init__(patterns)
+    def __init__(self, patterns=("*",), per_step: bool = False):
+        super().__init__(patterns, per_step)
         self.last, self.cancelled = "", False
 
     def wants(self, name: str) -> bool:
