@@ -22,6 +22,8 @@ from .config import Config
 from .errors import MinigptossError
 from .inspector import observe, record, wanted
 from .kvcache import KVCache
+from .nonfinite import NonFiniteError, locate
+from .nonfinite import message as non_finite_message
 from .moe import DenseExperts, MXFP4Experts, combine, grouped_linear
 from .rmsnorm import rms_norm
 from .rope import apply_rope, inverse_frequencies, rope_tables
@@ -48,8 +50,20 @@ class Model:
         return DenseExperts(self.weights[f"{prefix}_weight"], self.weights[f"{prefix}_bias"])
 
     def forward(self, tokens, cache: KVCache | None = None) -> np.ndarray:
-        """Token ids (T,) -> float32 logits (T, vocab_size). With a cache, the tokens continue what it holds."""
-        return forward(self, check_tokens(tokens, self.config.vocab_size), cache)
+        """Token ids (T,) -> float32 logits (T, vocab_size). With a cache, the tokens continue what it holds.
+        Logits holding NaN or inf raise NonFiniteError naming where they first appeared (see nonfinite.py);
+        the module-level `forward` returns them as they are."""
+        tokens = check_tokens(tokens, self.config.vocab_size)
+        before = cache.state() if cache is not None else None
+        logits = forward(self, tokens, cache)
+        if not np.isfinite(logits).all():
+            if cache is not None:
+                cache.restore(before)
+            first = locate(lambda: forward(self, tokens, cache))
+            if cache is not None:
+                cache.restore(before)
+            raise NonFiniteError(non_finite_message(self.weights, first))
+        return logits
 
     def generate(self, tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
                  top_k: int | None = None, seed: int | None = None, stop_tokens=None, cache: KVCache | None = None):
