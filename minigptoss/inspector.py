@@ -217,6 +217,23 @@ def recording() -> bool:
     return bool(_open_captures or _open_patches)
 
 
+@contextmanager
+def alone(cache: Capture):
+    """Within the block, `cache` is the only open capture (the caller's see nothing); open patches still apply."""
+    hidden = _open_captures[:]
+    _open_captures[:] = [cache]
+    try:
+        yield cache
+    finally:
+        _open_captures[:] = hidden
+
+
+def wanted(name: str) -> bool:
+    """True when an open capture or patch would take `name` (so a caller may avoid building a huge value that
+    nobody asked for, e.g. a long prompt's attention scores)."""
+    return any(cache.wants(name) for cache in _open_captures) or any(p.wants(name, False) for p in _open_patches)
+
+
 def record(name: str, value, observed: bool = False):
     """Offer an intermediate to the open patches, then to the open captures; return what the forward pass goes
     on with: `value` itself (the same object) unless a patch replaced it. Free when nothing is open."""

@@ -26,6 +26,13 @@ Load policy (the mapping it returns is a `weights.LazyWeights`):
   - The embedding is never widened whole: the rows of the prompt's tokens are gathered and widened.
   - Tensors beyond the budget are widened each time they are used (the unembedding in row chunks).
 For gpt-oss-20b that keeps 4.9 GB of float32 and maps 10.2 GB of experts: under 16 GiB resident.
+
+Do not change a file while a model loaded from it is in use: the tensors ARE the file's pages. Truncating it,
+or rewriting it in place (`cp new.safetensors model.safetensors`, a download resuming over it), kills the
+process with SIGBUS the next time a page past the new end is touched, or silently changes the numbers; Python
+cannot catch that signal. Replacing it by rename (`mv`, an atomic save) is safe: the map keeps the old file.
+There is no cheap guard: a check of size and mtime when a tensor is first touched would miss the expert pages
+that are read again on every pass, so this is documented instead.
 """
 
 from __future__ import annotations

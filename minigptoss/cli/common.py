@@ -39,7 +39,7 @@ def parse_token_ids(text: str) -> list[int]:
 
 
 def load_model(weights, console: Console):
-    path = weights or minigptoss.TINY_WEIGHTS
+    path = weights or minigptoss.bundled("tiny")
     with console.status(f"loading {path}"):
         model = minigptoss.load(path)
     if model.checkpoint is not None and model.checkpoint.file_bytes > 2**30:  # a real-sized model: say what it costs

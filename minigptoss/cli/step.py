@@ -74,7 +74,7 @@ class Session:
 def open_session(args, console: Console, model=None, wait: bool = True) -> Session:
     """Load the checkpoint, tokenize the prompt, and start the forward pass under `capture()` in a thread.
     With `wait`, return once the pass is over (its error, if any, raised here)."""
-    path = args.weights or minigptoss.TINY_WEIGHTS
+    path = args.weights or minigptoss.bundled("tiny")
     if model is None:
         with console.status(f"loading {path}"):
             model = minigptoss.load(path)
