@@ -12,16 +12,36 @@ fast/ (kernels held to the root's definitions), checkpoint/ (files), text/ (toke
 (renderables), cli/ (the commands). This file is the public API that joins them.
 """
 
+import importlib
 from pathlib import Path
 
-from .checkpoint import CheckpointError, open_checkpoint, random_weights, write_checkpoint
-from .errors import MinigptossError, TokenError
-from .config import GPT_OSS_20B, GPT_OSS_120B, TINY, Config, ConfigError
-from . import interventions
-from .inspector import PatchError, patch
-from .model import Model, logit_lens
-from .text.tokenizer import o200k_harmony as _o200k_harmony
-from .views.capture import capture
+# The public names, each imported from its module on first use (PEP 562), so that `import minigptoss` costs
+# nothing: the command line (minigptoss/__main__.py) can then catch a Ctrl-C that arrives while NumPy, rich and
+# the package's modules load, and end with status 130 instead of a traceback.
+_EXPORTS = {
+    "Config": "config", "ConfigError": "config", "GPT_OSS_20B": "config", "GPT_OSS_120B": "config", "TINY": "config",
+    "CheckpointError": "checkpoint", "MinigptossError": "errors", "TokenError": "errors",
+    "Model": "model", "logit_lens": "model", "patch": "inspector", "PatchError": "inspector",
+    "capture": "views.capture",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    try:  # a submodule: minigptoss.model, minigptoss.interventions, ...
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as error:
+        if error.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __version__ = "0.1.0"
 
@@ -56,6 +76,8 @@ def bundled(name: str = "tiny") -> Path:
         return TINY_WEIGHTS
     folder = TINY_WEIGHTS / name
     if name not in bundled_names():
+        from .checkpoint import CheckpointError
+
         raise CheckpointError(f"{name}: no such folder here, and not the name of a bundled model (bundled: "
                               f"{', '.join(bundled_names())})")
     return folder
@@ -71,7 +93,7 @@ def resolve(path) -> Path:
     return bundled(path)
 
 
-def load(path, cache_bytes: int | None = None) -> Model:
+def load(path, cache_bytes: int | None = None):
     """A model from a checkpoint folder, in seconds and almost no memory: tensors stay memory-mapped.
 
     `path` may also be a bundled model's short name, from any directory: "tiny_weights" (or "tiny"), "sort",
@@ -82,25 +104,36 @@ def load(path, cache_bytes: int | None = None) -> Model:
     shapes are checked against the config first. bf16 tensors are widened to float32 when used, and kept
     within `cache_bytes` (default min(6 GiB, RAM/4)); see `checkpoint/files.py` for the policy.
     """
+    from .checkpoint import open_checkpoint
+    from .model import Model
+
     config, weights, info = open_checkpoint(resolve(path), cache_bytes)
     return Model(config, weights, checkpoint=info)
 
 
-def save(model: Model, path) -> None:
+def save(model, path) -> None:
     """Write `model` to folder `path` in the original layout: config.json + model.safetensors (bf16, MXFP4)."""
+    from .checkpoint import write_checkpoint
+
     write_checkpoint(path, model.config, model.weights)
 
 
 def o200k_harmony():
     """gpt-oss's tokenizer as a `tiktoken.Encoding`, built offline from the packaged vocabulary."""
-    return _o200k_harmony()
+    from .text.tokenizer import o200k_harmony as build
+
+    return build()
 
 
-def random_model(config: Config, seed: int = 0) -> Model:
+def random_model(config, seed: int = 0):
     """A randomly initialised model, deterministic in `seed`, exactly representable in the on-disk format."""
+    from .checkpoint import random_weights
+    from .model import Model
+
     return Model(config, random_weights(config, seed))
 
 
-__all__ = ["Config", "ConfigError", "CheckpointError", "Model", "capture", "patch", "PatchError", "interventions",
+__all__ = ["Config", "ConfigError", "CheckpointError", "MinigptossError", "TokenError", "Model", "capture", "patch",
+           "PatchError", "interventions",
            "logit_lens", "load", "save", "random_model", "o200k_harmony",
            "bundled", "bundled_names", "GPT_OSS_20B", "GPT_OSS_120B", "TINY", "TINY_WEIGHTS"]
