@@ -1,6 +1,6 @@
 """The trained chat model in tiny_weights/chat answers in harmony: analysis, then final, then <|return|>.
 
-The prompt is what `minigptoss chat` renders with the model's chat.json defaults (a system message that reads
+The prompt is what `minigptoss chat` renders with the model's defaults.json (a system message that reads
 "Reasoning: low") and one user message "sort 60237"; the model writes
     <|channel|>analysis<|message|>5 digits, min 0, max 7.<|end|><|start|>assistant<|channel|>final<|message|>02367<|return|>
 Completions are greedy, with harmony's stop tokens (<|return|>, <|call|>) as the chat command uses.
@@ -34,10 +34,10 @@ tokenizer = tasks.tokenizer()
 STOP = {tokenizer.encode_single_token("<|return|>"), tokenizer.encode_single_token("<|call|>")}
 
 
-def test_chat_json_gives_the_prompt_the_model_was_trained_on():
-    defaults = json.loads((CHAT_WEIGHTS / "chat.json").read_text())
+def test_defaults_json_gives_the_prompt_the_model_was_trained_on():
+    defaults = json.loads((CHAT_WEIGHTS / "defaults.json").read_text())
     assert defaults == tasks.CHAT_DEFAULTS
-    assert defaults["default_prompt"] == tasks.CHAT_DEFAULT_QUESTION
+    assert defaults["prompt"] == tasks.CHAT_DEFAULT_QUESTION and defaults["harmony"] is True
     fields = dict(defaults["system"])
     fields["valid_channels"] = tuple(fields["valid_channels"])
     system = tasks.SystemMessage(**fields)

@@ -13,7 +13,7 @@ chat model (tiny_weights/chat): a harmony conversation, rendered by minigptoss.h
 digits. The user writes "sort 26023397"; the assistant writes a short analysis, then the final answer:
     <|channel|>analysis<|message|>5 digits, min 0, max 9.<|end|>
     <|start|>assistant<|channel|>final<|message|>02379<|return|>
-  The system message is short (CHAT_DEFAULTS, written as chat.json beside config.json): just "Reasoning: low",
+  The system message is short (CHAT_DEFAULTS, written as defaults.json beside config.json): just "Reasoning: low",
   not harmony's 190-character default, so a conversation is ~110 tokens and trains in the time we have.
 
 Held-out sets are drawn with their own fixed seeds; the training generators reject every held-out question,
@@ -98,12 +98,15 @@ def sort_training_batch(rng: random.Random, n: int, held_out: set[str]) -> list[
 CHAT_MIN_DIGITS, CHAT_MAX_DIGITS = 3, 6
 CHAT_HELD_OUT_SEED, CHAT_HELD_OUT = 54_321, 200
 CHAT_DEFAULT_QUESTION = "sort 60237"
-# The chat model's defaults, written as chat.json beside config.json: "system" holds harmony SystemMessage fields
-# (this one renders as "Reasoning: low"); "default_prompt" is a question of its task (see tools/train/README.md).
+# The models' defaults, written as defaults.json beside config.json (the format: minigptoss/checkpoint/defaults.py).
+# The chat model's "system" holds harmony SystemMessage fields (this one renders as "Reasoning: low"); "prompt"
+# is a question of its task; "harmony" says the commands wrap prompts as a conversation.
 CHAT_DEFAULTS = {
+    "prompt": CHAT_DEFAULT_QUESTION,
+    "harmony": True,
     "system": {"model_identity": None, "knowledge_cutoff": None, "reasoning_effort": "low", "valid_channels": []},
-    "default_prompt": CHAT_DEFAULT_QUESTION,
 }
+SORT_DEFAULTS = {"prompt": SORT_DEFAULT_PROMPT}
 
 
 def chat_system(reasoning: str | None = None) -> SystemMessage:

@@ -1,7 +1,7 @@
 """Train a tiny gpt-oss (minigptoss.TINY) on a synthetic task, round it to bf16 + MXFP4, save it, check it.
 
     tools/train/.venv/bin/python tools/train/train.py sort     # -> tiny_weights/sort
-    tools/train/.venv/bin/python tools/train/train.py chat     # -> tiny_weights/chat (+ chat.json)
+    tools/train/.venv/bin/python tools/train/train.py chat     # -> tiny_weights/chat (+ defaults.json)
 
 Phases: (1) float32 training with AdamW (warm-up, cosine decay); (2) training through the storage rounding
 (bf16 everywhere, MXFP4 experts) with a straight-through estimator, at a low learning rate; (3) export with
@@ -170,8 +170,8 @@ def main(argv=None) -> None:
     RUNS.mkdir(exist_ok=True)  # not committed (see .gitignore): tools/train/measure.py reads it if present
     np.savez(RUNS / f"{args.task}-float.npz", **float_weights)
     export(cfg, params, out)
-    if args.task == "chat":
-        (out / "chat.json").write_text(json.dumps(tasks.CHAT_DEFAULTS, indent=2) + "\n")
+    defaults = tasks.CHAT_DEFAULTS if args.task == "chat" else tasks.SORT_DEFAULTS
+    (out / "defaults.json").write_text(json.dumps(defaults, indent=2) + "\n")
     sizes = sum(f.stat().st_size for f in out.iterdir())
     if args.task == "sort":
         qs = tasks.held_out_questions()
