@@ -39,7 +39,8 @@ from .navigation import (PIECES, Navigator, Step, all_steps, break_indices, buil
 class Session:
     """One forward pass (running or done), with everything the views need to render any of its steps.
 
-    `cache` fills while `run` (a BackgroundPass) goes on; a step is ready once `step.ready(cache)`."""
+    `cache` fills while `run` (a BackgroundPass) goes on; a step is ready once `step.ready(cache)`. A pass run
+    under an intervention (cli/compare.py) has run None and its `label`."""
 
     model: object
     tokenizer: object
@@ -47,6 +48,7 @@ class Session:
     cache: object
     source: str
     run: BackgroundPass | None = None
+    label: str = ""  # what was changed in this pass (an intervention), "" for the model as it is
 
     @property
     def config(self):
@@ -136,7 +138,8 @@ def cmd_step(args, console: Console) -> None:
 
 
 KEYS_HELP = ("Enter/space/n next · b/p back · l N layer · g NAME go to · c next breakpoint · / search · "
-             "s source · t tensors · o outline · ? keys · q quit")
+             "s source · t tensors · o outline · x NAME run again with an intervention, side by side · X drop it · "
+             "? keys · q quit")
 
 
 def add_step_parser(commands) -> None:
