@@ -14,6 +14,8 @@ session with its label, and the final candidates of every run under the current 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -24,7 +26,6 @@ from ..interventions import PRESETS, preset, run_with
 from ..views.capture import Capture
 from ..views.summary import compare_candidates
 from .common import UsageError
-from .step import Session
 
 EXAMPLES = "sinks off · window off · zero head 1 3 · force expert 5 · sinks off in layer 1 · top-1 routing"
 
@@ -56,12 +57,11 @@ def parse_intervention(text: str, config):
     return preset(name, **params)
 
 
-def patched_session(session: Session, intervention) -> Session:
+def patched_session(session, intervention):
     """The same model and tokens, one forward pass under `intervention`, everything captured: a Session labelled
     with the intervention. Call it only when no other pass is running (patches and captures are process-wide)."""
     cache, _ = run_with(session.model, session.tokens, intervention, kind=Capture)
-    return Session(session.model, session.tokenizer, session.tokens, cache, session.source, None,
-                   label=intervention.label)
+    return replace(session, cache=cache, run=None, label=intervention.label)  # a step.Session
 
 
 def side_by_side(sessions, step, width: int, draw, top: int = 10):
