@@ -138,6 +138,7 @@ class DebuggerApp(InterventionKeys, App):
         self.ready_count = -1
         self.shown_text: dict[str, str] = {}  # widget id -> the text it shows (update only what changed)
         self.patching: str | None = None  # the intervention whose pass is running now, if any
+        self.outlined: tuple | None = None  # what the outline lists now: (ready flags, current step)
 
     @property
     def session(self):
@@ -255,10 +256,16 @@ class DebuggerApp(InterventionKeys, App):
                 pass
 
     def fill_outline(self) -> None:
+        """The outline's list: every step, dim until recorded, the current one highlighted. Redone only when one
+        of those changed, so a redraw never moves the highlight the user is moving."""
         outline = self.query_one("#outline", OptionList)
         cache = self.session.cache
-        options = [Option(Text(step.name, style="" if step.ready(cache) else "dim"), id=str(i))
-                   for i, step in enumerate(self.nav.steps)]
+        ready = tuple(step.ready(cache) for step in self.nav.steps)
+        if self.outlined == (ready, self.nav.index):
+            return
+        self.outlined = (ready, self.nav.index)
+        options = [Option(Text(step.name, style="" if done else "dim"), id=str(i))
+                   for i, (step, done) in enumerate(zip(self.nav.steps, ready))]
         outline.clear_options()
         outline.add_options(options)
         outline.highlighted = self.nav.index
@@ -289,6 +296,7 @@ class DebuggerApp(InterventionKeys, App):
         outline = self.query_one("#outline", OptionList)
         outline.display = not outline.display
         if outline.display:
+            self.outlined = None  # fill it afresh, at the current step
             self.fill_outline()
             outline.focus()
         else:

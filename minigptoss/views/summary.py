@@ -96,8 +96,9 @@ def compare_candidates(logits: list[np.ndarray], labels: list[str], tokenizer, t
         rank = np.empty_like(order)
         rank[order] = np.arange(1, order.size + 1)
         ranks.append((order[:max(1, top)], rank))
-    tokens = [int(t) for t in ranks[0][0]]
-    tokens += [int(t) for order, _ in ranks[1:] for t in order if int(t) not in tokens]
+    tokens: list[int] = []
+    for order, _ in ranks:
+        tokens += [int(t) for t in order if int(t) not in tokens]
     table = Table(title="next token: top candidates of each run", title_justify="left")
     table.add_column("token")
     for label in labels:
