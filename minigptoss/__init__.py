@@ -15,6 +15,7 @@ fast/ (kernels held to the root's definitions), checkpoint/ (files), text/ (toke
 from pathlib import Path
 
 from .checkpoint import CheckpointError, open_checkpoint, random_weights, write_checkpoint
+from .errors import MinigptossError, TokenError
 from .config import GPT_OSS_20B, GPT_OSS_120B, TINY, Config, ConfigError
 from . import interventions
 from .inspector import PatchError, patch
@@ -24,19 +25,64 @@ from .views.capture import capture
 
 __version__ = "0.1.0"
 
-TINY_WEIGHTS = Path(__file__).resolve().parent.parent / "tiny_weights"
+
+def _bundle_folder() -> Path:
+    """The shipped tiny_weights/ folder: inside the installed package (a wheel, `pip install .`), or beside the
+    package in a source checkout (`pip install -e .`, or run from the repository)."""
+    package = Path(__file__).resolve().parent
+    installed = package / "tiny_weights"
+    return installed if installed.is_dir() else package.parent / "tiny_weights"
+
+
+TINY_WEIGHTS = _bundle_folder()  # the bundled random tiny model (a Path that works from any directory)
+_TINY_NAMES = ("tiny", "tiny_weights")
+
+
+def bundled_names() -> list[str]:
+    """The short names `bundled` and `load` accept: "tiny" and "tiny_weights" (the random tiny model), then each
+    subfolder of the bundle that holds a checkpoint (e.g. "sort", "chat" when they are shipped)."""
+    trained = sorted(folder.name for folder in TINY_WEIGHTS.iterdir() if (folder / "config.json").is_file()) \
+        if TINY_WEIGHTS.is_dir() else []
+    return [*_TINY_NAMES, *trained]
+
+
+def bundled(name: str = "tiny") -> Path:
+    """The folder of a checkpoint shipped with minigptoss, found from any directory and any kind of install.
+
+    "tiny" or "tiny_weights": the random tiny model (`TINY_WEIGHTS`); "sort", "chat", ...: the trained models
+    in its subfolders. An unknown name raises CheckpointError listing the bundled names.
+    """
+    if name in _TINY_NAMES:
+        return TINY_WEIGHTS
+    folder = TINY_WEIGHTS / name
+    if name not in bundled_names():
+        raise CheckpointError(f"{name}: no such folder here, and not the name of a bundled model (bundled: "
+                              f"{', '.join(bundled_names())})")
+    return folder
+
+
+def resolve(path) -> Path:
+    """What `load(path)` opens: `path` itself if it exists (a real path always wins over a short name), else the
+    folder of the bundled model a bare name such as "tiny_weights", "tiny" or "sort" stands for; a bare name
+    that is neither raises CheckpointError listing the bundled names."""
+    given = Path(path)
+    if given.exists() or not isinstance(path, str) or given.name != path:
+        return given
+    return bundled(path)
 
 
 def load(path, cache_bytes: int | None = None) -> Model:
     """A model from a checkpoint folder, in seconds and almost no memory: tensors stay memory-mapped.
 
-    Accepts a folder in the original layout (config.json + *.safetensors, e.g. `original/`), a downloaded
+    `path` may also be a bundled model's short name, from any directory: "tiny_weights" (or "tiny"), "sort",
+    "chat" (see `bundled`); an existing file or folder of that name wins. Accepts a folder in the original
+    layout (config.json + *.safetensors, e.g. `original/`), a downloaded
     openai/gpt-oss-20b or -120b (its original/ is read), or the Hugging Face layout (sharded, MXFP4 or already
     dequantized experts). `model.checkpoint` says which it found (.layout, .how, .files). Names, dtypes and
     shapes are checked against the config first. bf16 tensors are widened to float32 when used, and kept
     within `cache_bytes` (default min(6 GiB, RAM/4)); see `checkpoint/files.py` for the policy.
     """
-    config, weights, info = open_checkpoint(path, cache_bytes)
+    config, weights, info = open_checkpoint(resolve(path), cache_bytes)
     return Model(config, weights, checkpoint=info)
 
 
@@ -57,4 +103,4 @@ def random_model(config: Config, seed: int = 0) -> Model:
 
 __all__ = ["Config", "ConfigError", "CheckpointError", "Model", "capture", "patch", "PatchError", "interventions",
            "logit_lens", "load", "save", "random_model", "o200k_harmony",
-           "GPT_OSS_20B", "GPT_OSS_120B", "TINY", "TINY_WEIGHTS"]
+           "bundled", "bundled_names", "GPT_OSS_20B", "GPT_OSS_120B", "TINY", "TINY_WEIGHTS"]

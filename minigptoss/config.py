@@ -11,16 +11,54 @@ Constants that are not in the file live here too: RMSNorm's eps, SwiGLU's alpha.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
+import os
+import stat
 from pathlib import Path
+
+from .errors import MinigptossError
 
 RMS_NORM_EPS = 1e-5
 SWIGLU_ALPHA = 1.702
 
 
-class ConfigError(ValueError):
+class ConfigError(MinigptossError):
     """A config.json (or Config) that is not a valid gpt-oss configuration."""
+
+
+MAX_SIZE = 2**31 - 1  # no size of gpt-oss comes near; beyond it products of sizes overflow NumPy's indices
+MAX_FLOAT = 1e18  # no constant of gpt-oss comes near; below it RoPE's float32 tables (s times theta) stay finite
+
+# field -> (lowest, highest, what the error says it must be); every value must also be finite
+RANGES = {
+    "num_hidden_layers": (1, MAX_SIZE, "a whole number of layers from 1 to 2**31 - 1"),
+    "num_experts": (1, MAX_SIZE, "a whole number of experts from 1 to 2**31 - 1"),
+    "experts_per_token": (1, MAX_SIZE, "a whole number from 1 to 2**31 - 1"),
+    "vocab_size": (1, MAX_SIZE, "a whole number of tokens from 1 to 2**31 - 1"),
+    "hidden_size": (32, MAX_SIZE, "a whole number from 32 to 2**31 - 1"),
+    "intermediate_size": (32, MAX_SIZE, "a whole number from 32 to 2**31 - 1"),
+    "swiglu_limit": (0.0, MAX_FLOAT, "a number > 0 and <= 1e18"),
+    "head_dim": (2, MAX_SIZE, "a whole number from 2 to 2**31 - 1"),
+    "num_attention_heads": (1, MAX_SIZE, "a whole number of heads from 1 to 2**31 - 1"),
+    "num_key_value_heads": (1, MAX_SIZE, "a whole number of heads from 1 to 2**31 - 1"),
+    "sliding_window": (0, MAX_SIZE, "a whole number of keys from 0 to 2**31 - 1 (0: no window)"),
+    "initial_context_length": (1, MAX_SIZE, "a whole number of positions from 1 to 2**31 - 1"),
+    "rope_theta": (1.0, MAX_FLOAT, "a number > 1 and <= 1e18 (RoPE's base)"),
+    "rope_scaling_factor": (1.0, MAX_FLOAT, "a number >= 1 and <= 1e18 (1: no YaRN)"),
+    "rope_ntk_alpha": (0.0, MAX_FLOAT, "a number > 0 and <= 1e18"),
+    "rope_ntk_beta": (0.0, MAX_FLOAT, "a number > 0 and <= 1e18"),
+}
+ABOVE_LOW = {"swiglu_limit", "rope_theta", "rope_ntk_alpha", "rope_ntk_beta"}  # strictly greater than `lowest`
+
+
+def _finite(value) -> bool:
+    """A number that is neither NaN nor infinite (an int too large for a float counts as infinite)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,21 +84,21 @@ class Config:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError(f"config field {field.name!r} must be an integer, got {value!r}")
+                raise ConfigError(f"config field {field.name!r} must be an integer, got {value!r:.80}")
             if field.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ConfigError(f"config field {field.name!r} must be a number, got {value!r}")
+                raise ConfigError(f"config field {field.name!r} must be a number, got {value!r:.80}")
+        self._check_ranges()
         self._check_consistency()
+
+    def _check_ranges(self):
+        """Every field inside its range (RANGES), so that no arithmetic on it fails or overflows later."""
+        for name, (low, high, what) in RANGES.items():
+            value = getattr(self, name)
+            if not (_finite(value) and low <= value <= high) or (name in ABOVE_LOW and value == low):
+                raise ConfigError(f"config field {name!r} must be {what}, got {value!r:.80}")
 
     def _check_consistency(self):
         c = self
-        positive = ["num_hidden_layers", "num_experts", "experts_per_token", "vocab_size", "hidden_size",
-                    "intermediate_size", "head_dim", "num_attention_heads", "num_key_value_heads",
-                    "initial_context_length"]
-        for name in positive:
-            if getattr(c, name) <= 0:
-                raise ConfigError(f"config field {name!r} must be positive, got {getattr(c, name)}")
-        if c.sliding_window < 0:
-            raise ConfigError(f"config field 'sliding_window' must be >= 0, got {c.sliding_window}")
         if c.experts_per_token > c.num_experts:
             raise ConfigError(f"config field 'experts_per_token' ({c.experts_per_token}) must not exceed "
                               f"'num_experts' ({c.num_experts})")
@@ -126,17 +164,49 @@ class Config:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
-def read_json(path, error: type[Exception] = ConfigError):
-    """A JSON file's contents, or one `error` naming the file (unreadable, or not JSON)."""
+def open_regular(path, error: type[Exception] = ConfigError):
+    """`path` opened for binary reading if it is a regular file, else one `error` naming it and saying why.
+
+    A directory, FIFO or device is refused without blocking (opened with O_NONBLOCK, its type read from the open
+    descriptor, so it cannot change in between); a missing file, a dangling symlink, a symlink loop or a
+    permission problem is named.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as problem:
+        why = "a symlink to a missing file" if problem.errno == errno.ENOENT and path.is_symlink() else problem.strerror
+        raise error(f"{path}: cannot read the file ({why})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket")
+        raise error(f"{path}: is {kind}, not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def read_json(path, error: type[Exception] = ConfigError):
+    """A JSON file's contents, or one `error` naming the file: not a regular file, unreadable, not UTF-8, not
+    JSON, nested too deep, or holding a number too long to convert."""
+    path = Path(path)
+    try:
+        with open_regular(path, error) as f:
+            data = f.read()
     except OSError as problem:
         raise error(f"{path}: cannot read the file ({problem.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as problem:
+        raise error(f"{path}: not UTF-8 text (byte {problem.start} is 0x{data[problem.start]:02x})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as problem:
         raise error(f"{path}: not valid JSON ({problem.msg} at line {problem.lineno})") from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply to read") from None
+    except ValueError:  # an integer literal of thousands of digits (Python's int conversion limit)
+        raise error(f"{path}: JSON holds an integer with too many digits to read") from None
 
 
 def yarn_ramp_bounds(config: Config) -> tuple[float, float]:

@@ -33,6 +33,7 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
+from .errors import MinigptossError
 from .names import OBSERVED, declared, from_transformer_lens, is_declared, recorded_names
 
 _open_captures: list["Capture"] = []
@@ -42,7 +43,7 @@ _ANY_DEPTH = recorded_names(64)  # what a wildcard pattern is checked against (g
 PatchFunction = Callable[[np.ndarray, str], np.ndarray]
 
 
-class PatchError(ValueError):
+class PatchError(MinigptossError):
     """A patch that cannot be applied: an unknown or display-only name, or a replacement of the wrong shape/dtype."""
 
 
@@ -214,6 +215,23 @@ def patching(*patches: Patch):
 def recording() -> bool:
     """True when some capture or patch is open (so a caller may skip work whose only purpose is to be recorded)."""
     return bool(_open_captures or _open_patches)
+
+
+@contextmanager
+def alone(cache: Capture):
+    """Within the block, `cache` is the only open capture (the caller's see nothing); open patches still apply."""
+    hidden = _open_captures[:]
+    _open_captures[:] = [cache]
+    try:
+        yield cache
+    finally:
+        _open_captures[:] = hidden
+
+
+def wanted(name: str) -> bool:
+    """True when an open capture or patch would take `name` (so a caller may avoid building a huge value that
+    nobody asked for, e.g. a long prompt's attention scores)."""
+    return any(cache.wants(name) for cache in _open_captures) or any(p.wants(name, False) for p in _open_patches)
 
 
 def record(name: str, value, observed: bool = False):

@@ -54,6 +54,15 @@ class KVCache:
         self.positions[n] = key_positions[keep].copy()
         return keys, values, key_positions
 
+    def state(self) -> tuple:
+        """What the cache holds now, to `restore` later (extend replaces arrays, never writes into them: cheap)."""
+        return list(self.keys), list(self.values), list(self.positions), self.length
+
+    def restore(self, state: tuple) -> None:
+        """Go back to a `state()`: as if the passes since had not run."""
+        keys, values, positions, self.length = state
+        self.keys, self.values, self.positions = list(keys), list(values), list(positions)
+
     def nbytes(self) -> int:
         """Memory held by the cache."""
         return sum(k.nbytes + v.nbytes for k, v in zip(self.keys, self.values))

@@ -15,10 +15,15 @@ Names follow the official `gpt_oss/torch/model.py` where it has them (attn, mlp1
 
 import numpy as np
 
-from .attention import attend, attention_mask, attention_scores, sink_softmax, split_qkv
+from . import attention
+from .attention import (attend, attention_mask, attention_scores, chunked_attention, sink_softmax,
+                        split_qkv, whole_attention_bytes)
 from .config import Config
-from .inspector import observe, record
+from .errors import MinigptossError, TokenError
+from .inspector import observe, record, wanted
 from .kvcache import KVCache
+from .nonfinite import NonFiniteError, locate
+from .nonfinite import message as non_finite_message
 from .moe import DenseExperts, MXFP4Experts, combine, grouped_linear
 from .rmsnorm import rms_norm
 from .rope import apply_rope, inverse_frequencies, rope_tables
@@ -45,8 +50,20 @@ class Model:
         return DenseExperts(self.weights[f"{prefix}_weight"], self.weights[f"{prefix}_bias"])
 
     def forward(self, tokens, cache: KVCache | None = None) -> np.ndarray:
-        """Token ids (T,) -> float32 logits (T, vocab_size). With a cache, the tokens continue what it holds."""
-        return forward(self, check_tokens(tokens, self.config.vocab_size), cache)
+        """Token ids (T,) -> float32 logits (T, vocab_size). With a cache, the tokens continue what it holds.
+        Logits holding NaN or inf raise NonFiniteError naming where they first appeared (see nonfinite.py);
+        the module-level `forward` returns them as they are."""
+        tokens = check_tokens(tokens, self.config.vocab_size)
+        before = cache.state() if cache is not None else None
+        logits = forward(self, tokens, cache)
+        if not np.isfinite(logits).all():
+            if cache is not None:
+                cache.restore(before)
+            first = locate(lambda: forward(self, tokens, cache))
+            if cache is not None:
+                cache.restore(before)
+            raise NonFiniteError(non_finite_message(self.weights, first))
+        return logits
 
     def generate(self, tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
                  top_k: int | None = None, seed: int | None = None, stop_tokens=None, cache: KVCache | None = None):
@@ -83,11 +100,11 @@ def check_tokens(tokens, vocab_size: int) -> np.ndarray:
     """A sequence or 1-D array of ids in [0, vocab_size) -> (T,) int64, or one clear error."""
     ids = np.asarray(tokens)
     if ids.ndim != 1 or ids.size == 0 or not (np.issubdtype(ids.dtype, np.integer) or ids.dtype == bool):
-        raise ValueError(f"tokens must be a non-empty 1-D sequence of integer ids, got shape {ids.shape} "
+        raise TokenError(f"tokens must be a non-empty 1-D sequence of integer ids, got shape {ids.shape} "
                          f"dtype {ids.dtype}")
     bad = ids[(ids < 0) | (ids >= vocab_size)]
     if bad.size:
-        raise ValueError(f"token id {int(bad[0])} is outside the vocabulary [0, {vocab_size})")
+        raise TokenError(f"token id {int(bad[0])} is outside the vocabulary [0, {vocab_size})")
     return ids.astype(np.int64)
 
 
@@ -101,14 +118,50 @@ def attention_block(model: Model, n: int, x: np.ndarray, positions: np.ndarray, 
     q, k, v = record(at + "q", q), record(at + "k", k), record(at + "v", v)  # (T, nq, d), (T, nkv, d) x 2
     q_rot, k_rot = record(at + "q_rot", apply_rope(q, *rope)), record(at + "k_rot", apply_rope(k, *rope))
     keys, values, key_positions = (k_rot, v, positions) if cache is None else cache.extend(n, k_rot, v, positions)
-    mask = record(at + "mask", attention_mask(positions, key_positions, c.window(n)))  # (T, Tk)
-    scores = record(at + "scores", attention_scores(q_rot, keys, mask))  # (nq, T, Tk)
-    probs, sink_mass = sink_softmax(scores, w[f"block.{n}.attn.sinks"])  # (nq, T, Tk), (nq, T)
-    probs = record(at + "probs", probs)
+    sinks = w[f"block.{n}.attn.sinks"]  # (nq,)
+    if attention_in_chunks(c.num_attention_heads, len(positions), len(key_positions), at):  # a long prompt
+        z, sink_mass = chunked_attention(q_rot, keys, values, positions, key_positions, c.window(n), sinks)
+    else:
+        mask = record(at + "mask", attention_mask(positions, key_positions, c.window(n)))  # (T, Tk)
+        scores = record(at + "scores", attention_scores(q_rot, keys, mask))  # (nq, T, Tk)
+        probs, sink_mass = sink_softmax(scores, sinks)  # (nq, T, Tk), (nq, T)
+        probs = record(at + "probs", probs)
+        z = attend(probs, values)  # (T, nq d)
     observe(at + "sink_mass", sink_mass)  # display only: the pass goes on with probs
-    z = record(at + "z", attend(probs, values))  # (T, nq d)
+    z = record(at + "z", z)  # (T, nq d)
     out = record(at + "out", z @ w[f"block.{n}.attn.out.weight"].T + w[f"block.{n}.attn.out.bias"])  # (T, H)
     return x + out
+
+
+class AttentionMemoryError(MinigptossError):
+    """A capture or patch asked for a long prompt's whole attention scores, and they would not fit in memory."""
+
+
+def attention_in_chunks(num_heads: int, T: int, Tk: int, at: str) -> bool:
+    """Whether attention runs a chunk of query rows at a time (attention.chunked_attention): when its scores
+    (nq, T, Tk) would exceed attention.CHUNK_BYTES and no capture or patch asks for the mask, scores or probs.
+    If one does, they are built whole when that fits in half the available memory, else AttentionMemoryError."""
+    if 4 * num_heads * T * Tk <= attention.CHUNK_BYTES:
+        return False
+    if not any(wanted(at + name) for name in ("mask", "scores", "probs")):
+        return True
+    need, available = whole_attention_bytes(num_heads, T, Tk), available_memory()
+    if available is None or need <= available // 2:
+        return False
+    fits = int((available // 2 / (12 * num_heads + 1)) ** 0.5)  # T = Tk at which need = available / 2
+    raise AttentionMemoryError(f"recording {at}mask/scores/probs for {T} queries x {Tk} keys needs "
+                               f"{need / 2**30:.1f} GiB ({num_heads} heads, float32) and {available / 2**30:.1f} GiB "
+                               f"are available: capture them on a prompt of at most ~{fits} tokens, or leave them "
+                               f"out of the capture (the pass itself computes attention in chunks)")
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes (Linux), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
 
 
 def moe_block(model: Model, n: int, x: np.ndarray) -> np.ndarray:

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from .errors import SamplingError
+
 
 def filter_top_k(probs: np.ndarray, top_k: int | None) -> np.ndarray:
     """Zero all but the top_k largest probabilities (ties broken by lower id):  (V,) -> (V,)."""
@@ -58,14 +60,15 @@ def sample(logits: np.ndarray, rng: np.random.Generator, temperature: float = 0.
 
 
 def check_sampling(max_new_tokens: int, temperature: float, top_p: float, top_k: int | None) -> None:
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    """Generation settings in range (NaN is out of every range), or one SamplingError naming the setting."""
+    if not max_new_tokens >= 0:
+        raise SamplingError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if not 0 <= temperature < float("inf"):
+        raise SamplingError(f"temperature must be a finite number >= 0, got {temperature}")
     if not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 (or None for no limit), got {top_k}")
+        raise SamplingError(f"top_p must be in (0, 1], got {top_p}")
+    if top_k is not None and not top_k >= 1:
+        raise SamplingError(f"top_k must be >= 1 (or None for no limit), got {top_k}")
 
 
 def generate(model, tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,

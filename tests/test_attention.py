@@ -8,9 +8,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from minigptoss.attention import (attend, attention_mask, attention_scores, kv_head_of, sink_softmax,
-                                  split_qkv)
+import minigptoss
+from minigptoss import attention
+from minigptoss.attention import (attend, attention_mask, attention_scores, chunked_attention, kv_head_of,
+                                  query_chunks, sink_softmax, split_qkv)
 from minigptoss.config import GPT_OSS_20B, TINY
+from minigptoss.model import AttentionMemoryError
 
 floats = st.floats(-4, 4, width=32)
 
@@ -130,3 +133,70 @@ def test_qkv_split_and_head_sharing():
     q, k, v = split_qkv(qkv, nq, nkv, d)
     assert q[0, 1].tolist() == [3, 4, 5] and k[0, 1].tolist() == [15, 16, 17] and v[0, 0].tolist() == [18, 19, 20]
     assert kv_head_of(8, 2).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]  # not [0, 1, 0, 1, ...]
+
+
+# -- long prompts: attention a chunk of query rows at a time ------------------------------------------------------
+
+def whole_attention(q, k, v, query_positions, key_positions, window, sinks):
+    probs, sink_mass = sink_softmax(attention_scores(q, k, attention_mask(query_positions, key_positions, window)),
+                                    sinks)
+    return attend(probs, v), sink_mass
+
+
+@pytest.mark.parametrize("window", [0, 8])
+@pytest.mark.parametrize("rows_per_chunk", [1, 7, 64, 1000])
+def test_chunked_attention_equals_the_whole_within_float32_rounding(window, rows_per_chunk):
+    """The same rows, cut into chunks, with a KV-cache-like prefix (Tk > T): within float32 rounding of the
+    whole computation (the products of a shorter chunk may round differently in the last bit)."""
+    rng = np.random.default_rng(rows_per_chunk + window)
+    T, cached, nq, nkv, d = 150, 40, 8, 2, 16
+    q = rng.standard_normal((T, nq, d)).astype(np.float32)
+    k, v = (rng.standard_normal((cached + T, nkv, d)).astype(np.float32) for _ in range(2))
+    query_positions, key_positions = np.arange(cached, cached + T), np.arange(cached + T)
+    sinks = rng.standard_normal(nq).astype(np.float32)
+    z, sink_mass = chunked_attention(q, k, v, query_positions, key_positions, window, sinks,
+                                     chunk_bytes=4 * nq * (cached + T) * rows_per_chunk)
+    whole_z, whole_sink_mass = whole_attention(q, k, v, query_positions, key_positions, window, sinks)
+    assert z.shape == whole_z.shape == (T, nq * d) and sink_mass.shape == (nq, T)
+    np.testing.assert_allclose(z, whole_z, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sink_mass, whole_sink_mass, rtol=1e-5, atol=1e-7)
+
+
+def test_query_chunks_cover_every_row_once_within_the_budget():
+    for T, Tk, budget in [(1, 1, 1), (100, 100, 4 * 8 * 100 * 7), (20_000, 20_000, 256 * 2**20), (5, 9, 10**9)]:
+        chunks = query_chunks(8, T, Tk, budget)
+        assert [row for rows in chunks for row in range(T)[rows]] == list(range(T))
+        assert all(4 * 8 * (rows.stop - rows.start) * Tk <= max(budget, 4 * 8 * Tk) for rows in chunks)
+    assert query_chunks(8, 100, 100, 4 * 8 * 100 * 100) == [slice(0, 100)]  # fits whole: one chunk
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Attention scores above 4 * 8 heads * 60 * 60 bytes run in chunks (the tiny model, 60+ tokens)."""
+    monkeypatch.setattr(attention, "CHUNK_BYTES", 4 * 8 * 60 * 60)
+
+
+def test_a_long_prompt_runs_in_chunks_with_the_same_logits(small_chunks, monkeypatch):
+    chunked_layers = []
+    monkeypatch.setattr(minigptoss.model, "chunked_attention",
+                        lambda *args: chunked_layers.append(1) or chunked_attention(*args))
+    model = minigptoss.load(minigptoss.TINY_WEIGHTS)
+    tokens = np.arange(100) * 3 % 320
+    with minigptoss.capture("blocks.*.attn.z", "blocks.*.attn.sink_mass", "blocks.*.attn.out") as cache:
+        chunked = model.forward(tokens)
+    assert "blocks.0.attn.z" in cache and "blocks.0.attn.sink_mass" in cache
+    assert cache["blocks.0.attn.sink_mass"].shape == (8, 100) and len(chunked_layers) == 4  # from the chunks
+    with minigptoss.capture("blocks.0.attn.probs") as cache:
+        whole = model.forward(tokens)  # asked for probs: layer 0 is computed whole, and recorded
+    assert cache["blocks.0.attn.probs"].shape == (8, 100, 100) and len(chunked_layers) == 4 + 3
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_recording_scores_that_would_not_fit_is_refused_with_the_estimate(small_chunks, monkeypatch):
+    monkeypatch.setattr(minigptoss.model, "available_memory", lambda: 2**20)  # 1 MiB available
+    model = minigptoss.load(minigptoss.TINY_WEIGHTS)
+    with pytest.raises(AttentionMemoryError) as caught, minigptoss.capture("blocks.*.attn.scores"):
+        model.forward(np.arange(100))
+    message = str(caught.value)
+    assert message.startswith("recording blocks.0.attn.mask/scores/probs for 100 queries x 100 keys needs")
+    assert "at most ~" in message and "\n" not in message

@@ -100,7 +100,7 @@ def test_pass_progress_counts_layers_and_the_unembedding():
     original = minigptoss.model.record
 
     def spy(name, value):
-        value = original(name, value)
+        value = original(name, value)  # record returns the value the pass goes on with
         if name in ("embed", "blocks.0.resid_pre", "blocks.3.resid_post", "logits"):
             seen.append((progress.phase(), progress.completed, progress.total))
         return value

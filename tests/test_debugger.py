@@ -292,7 +292,7 @@ def test_the_first_step_shows_while_a_slow_pass_is_still_running(monkeypatch):
     original = inspector.record
 
     def slow_record(name, value):
-        value = original(name, value)
+        value = original(name, value)  # record returns the value the pass goes on with (a patch may change it)
         if name.startswith("blocks.1."):
             release.wait(10)  # the pass stalls in layer 1 until the test lets it go
         return value

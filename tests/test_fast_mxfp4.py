@@ -3,7 +3,9 @@
 Decoding is bit-exact. Products agree to 1e-6 relative: every output within 1e-6 of the sum of the magnitudes
 of its terms (sum_i |x_i w_i| + |b|), the scale of float32 rounding when the same terms are summed in another
 order (below GEMM_MIN_TOKENS the block scales multiply 32-wide partial sums; from it on, the same float32
-weights go through one GEMM per chunk of rows, which at gpt-oss's shapes gave identical bits on this BLAS).
+weights go through one GEMM per chunk of rows, which a BLAS may round unlike one GEMM over all the rows).
+Bit equality is asserted only where it holds by construction: decoding, and one thread vs two (the same
+chunk products on one BLAS thread each).
 """
 
 import numpy as np
@@ -81,12 +83,13 @@ def test_many_tokens_decode_then_gemm_within_1e6(tokens):
     assert_close(fastmxfp4.linear(x, blocks, scales, bias), x, blocks, scales, bias)
 
 
-def test_many_tokens_at_gpt_oss_shape_identical_bits():
-    """The decoded weights are decode_mxfp4's exactly; at H = 2880 the chunked GEMM rounds like the whole one."""
+def test_many_tokens_at_gpt_oss_shape_within_1e6():
+    """The decoded weights are decode_mxfp4's exactly, but a BLAS may round a 128-row chunk's GEMM differently
+    from the whole product (OpenBLAS 0.3.31 on an AMD EPYC: 698 of 16,384 values differ in the last bits)."""
     rng = np.random.default_rng(5)
     blocks, scales = random_mxfp4(rng, 256, 2880)
     x = rng.standard_normal((fastmxfp4.GEMM_MIN_TOKENS, 2880)).astype(np.float32)
-    np.testing.assert_array_equal(fastmxfp4.linear(x, blocks, scales), x @ decode_mxfp4(blocks, scales).T)
+    assert_close(fastmxfp4.linear(x, blocks, scales), x, blocks, scales)
 
 
 @given(rows=st.integers(1, 300), groups=st.integers(1, 6), tokens=st.sampled_from([1, 2, 3, 5, 8, 13, 63, 64, 70]),
@@ -159,3 +162,57 @@ def test_small_experts_keep_the_readable_path():
 def test_buffers_are_per_thread_and_reused():
     first = fastmxfp4._buffer(90)
     assert fastmxfp4._buffer(90) is first and first.shape == (fastmxfp4.CHUNK_ROWS, 2880)
+
+
+# -- determinism: the fast path leaves the process as it found it -------------------------------------------------
+
+def big_parallel_case(tokens):
+    """A matrix large enough for the fast path on two worker threads (above PARALLEL_MIN_WEIGHTS)."""
+    rng = np.random.default_rng(tokens)
+    blocks, scales = random_mxfp4(rng, 512, 2048)
+    assert 512 * 2048 >= fastmxfp4.PARALLEL_MIN_WEIGHTS
+    return rng.standard_normal((tokens, 2048)).astype(np.float32), blocks, scales
+
+
+@pytest.fixture
+def two_blas_threads():
+    """The process's OpenBLAS on two threads for the test (whatever the machine), then as it was."""
+    blas = fastmxfp4._process_wide_blas()
+    if blas is None:
+        pytest.skip("NumPy's BLAS is not a pthreads OpenBLAS")
+    get_threads, set_threads = blas
+    before = get_threads()
+    set_threads(2)
+    yield get_threads
+    set_threads(before)
+
+
+@pytest.mark.parametrize("tokens", [1, fastmxfp4.GEMM_MIN_TOKENS])
+def test_fast_call_leaves_the_callers_blas_threads_unchanged(monkeypatch, two_blas_threads, tokens):
+    monkeypatch.setattr(fastmxfp4, "WORKERS", 2)
+    seen = []
+    real_run = fastmxfp4._run
+    monkeypatch.setattr(fastmxfp4, "_run", lambda *a: seen.append(two_blas_threads()) or real_run(*a))
+    fastmxfp4.linear(*big_parallel_case(tokens))
+    assert seen == [1, 1]  # the workers ran on one BLAS thread each
+    assert two_blas_threads() == 2  # and the caller's count is back
+
+
+def test_forward_pass_bits_survive_a_fast_expert_call(monkeypatch, two_blas_threads):
+    """forward, the fast path on two workers, forward again: identical logits (the BLAS state was restored)."""
+    import minigptoss
+    monkeypatch.setattr(fastmxfp4, "WORKERS", 2)
+    model = minigptoss.load(minigptoss.TINY_WEIGHTS)
+    tokens = np.arange(0, 300, 3)  # 100 tokens: products big enough for OpenBLAS to use its threads
+    before = model.forward(tokens)
+    fastmxfp4.linear(*big_parallel_case(fastmxfp4.GEMM_MIN_TOKENS))
+    np.testing.assert_array_equal(model.forward(tokens).view(np.uint32), before.view(np.uint32))
+
+
+def test_fast_products_do_not_depend_on_the_blas_thread_count(two_blas_threads):
+    """The chunk products always run on one BLAS thread, so the caller's count cannot change their bits."""
+    case = big_parallel_case(fastmxfp4.GEMM_MIN_TOKENS)
+    on_two = fastmxfp4.linear(*case)
+    with fastmxfp4.one_blas_thread():
+        on_one = fastmxfp4.linear(*case)
+    np.testing.assert_array_equal(on_one, on_two)

@@ -26,6 +26,13 @@ Load policy (the mapping it returns is a `weights.LazyWeights`):
   - The embedding is never widened whole: the rows of the prompt's tokens are gathered and widened.
   - Tensors beyond the budget are widened each time they are used (the unembedding in row chunks).
 For gpt-oss-20b that keeps 4.9 GB of float32 and maps 10.2 GB of experts: under 16 GiB resident.
+
+Do not change a file while a model loaded from it is in use: the tensors ARE the file's pages. Truncating it,
+or rewriting it in place (`cp new.safetensors model.safetensors`, a download resuming over it), kills the
+process with SIGBUS the next time a page past the new end is touched, or silently changes the numbers; Python
+cannot catch that signal. Replacing it by rename (`mv`, an atomic save) is safe: the map keeps the old file.
+There is no cheap guard: a check of size and mtime when a tensor is first touched would miss the expert pages
+that are read again on every pass, so this is documented instead.
 """
 
 from __future__ import annotations
@@ -43,7 +50,9 @@ from pathlib import Path
 import numpy as np
 
 from . import hf
-from ..config import Config, ConfigError, read_json
+from .. import environment
+from ..config import Config, ConfigError, open_regular, read_json
+from ..errors import MinigptossError
 from ..mxfp4 import decode_mxfp4
 from .lazy import LazyWeights, Stored, cache_plan
 from .tensors import f32_to_bf16_bits, tensor_specs
@@ -52,30 +61,41 @@ DTYPES = {"BF16": np.dtype("<u2"), "U8": np.dtype("u1"), "F32": np.dtype("<f4"),
           "I32": np.dtype("<i4"), "I64": np.dtype("<i8")}
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 DEFAULT_CACHE_CAP = 6 * 2**30  # bytes of float32 copies kept, at most (also capped at a quarter of RAM)
-CACHE_ENV = "MINIGPTOSS_CACHE_GIB"
+CACHE_ENV = environment.CACHE_GIB
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MinigptossError):
     """A checkpoint file or folder that cannot be read as a gpt-oss checkpoint."""
 
 
 # -- safetensors ----------------------------------------------------------------------------------------------
 
 def read_safetensors_header(path: Path) -> tuple[dict, int]:
-    """Parse and validate a safetensors header: -> ({name: entry}, offset of the data section)."""
+    """Parse and validate a safetensors header: -> ({name: entry}, offset of the data section).
+
+    Only a regular file is opened (see config.open_regular); every entry is checked for its JSON types before
+    any arithmetic on it, so a bad header is one CheckpointError naming the file and the tensor or field."""
     path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        prefix = f.read(8)
-        if len(prefix) < 8:
-            raise CheckpointError(f"{path}: too short to be a safetensors file ({size} bytes)")
-        header_len = int.from_bytes(prefix, "little")
-        if header_len > min(size - 8, MAX_HEADER_BYTES):
-            raise CheckpointError(f"{path}: header length {header_len} does not fit in the file ({size} bytes)")
+    with open_regular(path, CheckpointError) as f:
+        size = os.fstat(f.fileno()).st_size
         try:
-            header = json.loads(f.read(header_len))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise CheckpointError(f"{path}: the safetensors header is not valid JSON") from None
+            prefix = f.read(8)
+            if len(prefix) < 8:
+                raise CheckpointError(f"{path}: too short to be a safetensors file ({size} bytes)")
+            header_len = int.from_bytes(prefix, "little")
+            if header_len > min(size - 8, MAX_HEADER_BYTES):
+                raise CheckpointError(f"{path}: header length {header_len} does not fit in the file ({size} bytes)")
+            text = f.read(header_len)
+        except OSError as problem:
+            raise CheckpointError(f"{path}: cannot read the file ({problem.strerror})") from None
+    try:
+        header = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{path}: the safetensors header is not valid JSON (UTF-8)") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: the safetensors header is JSON nested too deeply to read") from None
+    except ValueError:  # an integer literal of thousands of digits (Python's int conversion limit)
+        raise CheckpointError(f"{path}: the safetensors header holds an integer with too many digits") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: the safetensors header is not a JSON object")
     header.pop("__metadata__", None)
@@ -86,23 +106,32 @@ def read_safetensors_header(path: Path) -> tuple[dict, int]:
     return header, data_start
 
 
+def _whole(n, below: int = 2**64) -> bool:
+    """A JSON integer (not a bool, not a float) in [0, below)."""
+    return isinstance(n, int) and not isinstance(n, bool) and 0 <= n < below
+
+
 def _check_entry(path: Path, name: str, entry) -> None:
     """One header entry: a known dtype, a shape, offsets whose span is exactly dtype x shape bytes."""
-    if not isinstance(entry, dict) or entry.get("dtype") not in DTYPES:
-        raise CheckpointError(f"{path}: tensor {name!r} has an unsupported dtype "
-                              f"{entry.get('dtype') if isinstance(entry, dict) else entry!r} "
+    if not isinstance(entry, dict):
+        raise CheckpointError(f"{path}: tensor {name!r:.80} is described by {entry!r:.40}, not an object with "
+                              f"'dtype', 'shape' and 'data_offsets'")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if not (isinstance(dtype, str) and dtype in DTYPES):
+        raise CheckpointError(f"{path}: tensor {name!r:.80} has an unsupported dtype {dtype!r:.40} "
                               f"(expected one of {', '.join(DTYPES)})")
-    shape, offsets = entry.get("shape"), entry.get("data_offsets")
-    if not (isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
-                                            for n in shape)):
-        raise CheckpointError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(n, int) for n in offsets)
-            and 0 <= offsets[0] <= offsets[1]):
-        raise CheckpointError(f"{path}: tensor {name!r} has invalid data offsets {offsets!r}")
-    expected = math.prod(shape) * DTYPES[entry["dtype"]].itemsize
+    if not (isinstance(shape, list) and len(shape) <= 8 and all(_whole(n, 2**63) for n in shape)
+            and math.prod(shape) < 2**63):
+        raise CheckpointError(f"{path}: tensor {name!r:.80} has an invalid shape {shape!r:.60} (expected a list "
+                              f"of at most 8 whole numbers, with fewer than 2**63 elements in all)")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_whole(n) for n in offsets)
+            and offsets[0] <= offsets[1]):
+        raise CheckpointError(f"{path}: tensor {name!r:.80} has invalid data offsets {offsets!r:.60} (expected "
+                              f"[begin, end], whole numbers, begin <= end)")
+    expected = math.prod(shape) * DTYPES[dtype].itemsize
     if offsets[1] - offsets[0] != expected:
-        raise CheckpointError(f"{path}: tensor {name!r} spans {offsets[1] - offsets[0]} bytes but its "
-                              f"{entry['dtype']} shape {shape} needs {expected}")
+        raise CheckpointError(f"{path}: tensor {name!r:.80} spans {offsets[1] - offsets[0]} bytes but its "
+                              f"{dtype} shape {shape} needs {expected}")
 
 
 def _check_extent(path: Path, header: dict, data_len: int) -> None:
@@ -161,7 +190,7 @@ class SafetensorsFile:
 
     def _mapped(self) -> mmap.mmap:
         if self._map is None:
-            with open(self.path, "rb") as f:
+            with open_regular(self.path, CheckpointError) as f:
                 self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         return self._map
 
@@ -259,12 +288,9 @@ def find_checkpoint(path) -> tuple[str, Path, str]:
 
 def default_cache_budget() -> int:
     """Bytes of float32 copies to keep: MINIGPTOSS_CACHE_GIB if set, else min(6 GiB, a quarter of RAM)."""
-    if os.environ.get(CACHE_ENV):
-        try:
-            return int(float(os.environ[CACHE_ENV]) * 2**30)
-        except ValueError:
-            raise CheckpointError(f"environment variable {CACHE_ENV}={os.environ[CACHE_ENV]!r} is not a number "
-                                  f"of GiB") from None
+    gib = environment.cache_gib()
+    if gib is not None:
+        return int(gib * 2**30)
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -274,11 +300,15 @@ def default_cache_budget() -> int:
 
 def open_checkpoint(path, cache_bytes: int | None = None) -> tuple[Config, LazyWeights, CheckpointInfo]:
     """Find, validate and map a checkpoint: -> (config, lazily widened weights, what was found). Reads headers only."""
+    environment.check()  # MINIGPTOSS_THREADS and _CACHE_GIB: refused here, with their names, if unusable
     layout, folder, how = find_checkpoint(path)
     if layout == "original":
         config, stored, files, layout = _open_original(folder)
     else:
         config, stored, files, layout = _open_hf(folder)
+    if cache_bytes is not None and not (isinstance(cache_bytes, (int, float)) and 0 <= cache_bytes < 2**50):
+        raise CheckpointError(f"cache_bytes must be a number of bytes >= 0 (or None for the default), "
+                              f"got {cache_bytes!r}")
     budget = default_cache_budget() if cache_bytes is None else int(cache_bytes)
     keep = cache_plan(stored, budget)
     weights = LazyWeights(stored, keep)
@@ -308,6 +338,7 @@ def _open_original(folder: Path):
     if not files:
         raise CheckpointError(f"{folder}: no *.safetensors file next to config.json")
     where = _open_files(files)
+    _check_layer_count(where, config, folder / "config.json", "block.")
     specs = {name: ((dtype,), shape) for name, (dtype, shape) in tensor_specs(config).items()}
     check_specs(where, specs, folder / "config.json")
     stored = {name: Stored(where[name].dtype(name), (where[name].array(name),),
@@ -319,6 +350,7 @@ def _open_hf(folder: Path):
     config_path = folder / "config.json"
     config = hf.config_from_hf(read_json(config_path), source=str(config_path))
     where = _open_files(_hf_files(folder))
+    _check_layer_count(where, config, config_path, "model.layers.")
     dequantized = hf.is_dequantized(where)
     check_specs(where, hf.hf_tensor_specs(config, dequantized), config_path)
     stored = {}
@@ -380,6 +412,18 @@ def check_specs(where: dict[str, SafetensorsFile], specs: dict[str, tuple[tuple[
     if extra:
         raise CheckpointError(f"{where[extra[0]].path}: unexpected tensor {extra[0]!r} for {config_path} "
                               f"({len(extra)} extra in all; is num_hidden_layers right?)")
+
+
+def _check_layer_count(where: dict[str, SafetensorsFile], config: Config, config_path: Path, prefix: str) -> None:
+    """A config may not name more layers than the files hold: checked on the headers' names before the list of
+    expected tensors is built (which takes time and memory in proportion to num_hidden_layers)."""
+    layers = {int(index) for index, _, _ in (name[len(prefix):].partition(".") for name in where
+                                             if name.startswith(prefix)) if index.isdecimal() and len(index) < 10}
+    held = max(layers) + 1 if layers else 0
+    if config.num_hidden_layers > (held if layers else len(where)):
+        found = f"only layers 0..{held - 1}" if layers else f"no {prefix}N.* tensors"
+        raise CheckpointError(f"{config_path}: num_hidden_layers is {config.num_hidden_layers}, but the safetensors "
+                              f"files hold {found} (is num_hidden_layers right?)")
 
 
 def _layout_hint(where, specs) -> str:

@@ -44,9 +44,9 @@ DEFAULT_ROPE_SCALING = {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, 
 DEFAULT_ROPE_THETA = 150000.0
 
 
-def is_hf_config(data: dict) -> bool:
+def is_hf_config(data) -> bool:
     """A config.json written by transformers (rather than gpt-oss's own sixteen keys)."""
-    return any(key in data for key in ("model_type", "num_local_experts", "rope_scaling", "rope_parameters",
+    return isinstance(data, dict) and any(key in data for key in ("model_type", "num_local_experts", "rope_scaling", "rope_parameters",
                                        "architectures", "num_experts_per_tok"))
 
 
@@ -62,11 +62,12 @@ def _get(data: dict, keys: tuple[str, ...], source: str, default=None, kind=int)
         if default is None:
             raise ConfigError(f"{source}: missing field {keys[0]!r}")
         return default
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not numeric or (kind is int and not float(value).is_integer()):
-        raise ConfigError(f"{source}: field {key!r} must be {'an integer' if kind is int else 'a number'}, "
-                          f"got {value!r}")
-    return kind(value)
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and (whole or kind is float)
+    if not numeric or (isinstance(value, int) and value.bit_length() > 63):
+        raise ConfigError(f"{source}: field {key!r} must be {'an integer' if kind is int else 'a number'}"
+                          f"{' below 2**63' if numeric else ''}, got {value!r:.80}")
+    return kind(value)  # a finite range is Config's to check
 
 
 def _rope(data: dict, source: str) -> dict:
@@ -75,13 +76,13 @@ def _rope(data: dict, source: str) -> dict:
     if rope is None:
         return dict(DEFAULT_ROPE_SCALING)
     if not isinstance(rope, dict):
-        raise ConfigError(f"{source}: field 'rope_scaling' must be an object, got {rope!r}")
+        raise ConfigError(f"{source}: field 'rope_scaling' must be an object, got {rope!r:.80}")
     kind = rope.get("rope_type", rope.get("type", "yarn"))
     if kind == "default":
         plain = {"factor": 1.0, "beta_fast": 32.0, "beta_slow": 1.0}  # no YaRN: scaling factor 1
         return plain | ({"rope_theta": rope["rope_theta"]} if "rope_theta" in rope else {})
     if kind != "yarn":
-        raise ConfigError(f"{source}: field 'rope_scaling.rope_type' is {kind!r}; gpt-oss uses 'yarn'")
+        raise ConfigError(f"{source}: field 'rope_scaling.rope_type' is {kind!r:.80}; gpt-oss uses 'yarn'")
     if rope.get("truncate", False):
         raise ConfigError(f"{source}: field 'rope_scaling.truncate' is true; gpt-oss's YaRN does not round its "
                           f"ramp bounds (truncate: false)")
@@ -93,7 +94,7 @@ def config_from_hf(data: dict, source: str = "config.json") -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a JSON object of config fields, got {type(data).__name__}")
     if data.get("model_type", "gpt_oss") != "gpt_oss":
-        raise ConfigError(f"{source}: field 'model_type' is {data['model_type']!r}, not 'gpt_oss'")
+        raise ConfigError(f"{source}: field 'model_type' is {data['model_type']!r:.80}, not 'gpt_oss'")
     rope = _rope(data, source)
     layers = _get(data, ("num_hidden_layers",), source)
     heads = _get(data, ("num_attention_heads",), source)
@@ -135,9 +136,10 @@ def _check_constants(data: dict, source: str) -> None:
              "attention_bias": True}
     for key, expected in fixed.items():
         if key in data and data[key] != expected and not (
-                isinstance(expected, float) and isinstance(data[key], (int, float))
+                isinstance(expected, float) and isinstance(data[key], float)
                 and math.isclose(data[key], expected, rel_tol=1e-9)):
-            raise ConfigError(f"{source}: field {key!r} is {data[key]!r}; gpt-oss (and minigptoss) use {expected!r}")
+            raise ConfigError(f"{source}: field {key!r} is {data[key]!r:.80}; gpt-oss (and minigptoss) use "
+                              f"{expected!r}")
 
 
 def _check_layer_types(data: dict, config: Config, source: str) -> None:
@@ -151,7 +153,7 @@ def _check_layer_types(data: dict, config: Config, source: str) -> None:
     for n, kind in enumerate(types):
         expected = "sliding_attention" if config.is_sliding(n) else "full_attention"
         if kind != expected:
-            raise ConfigError(f"{source}: field 'layer_types[{n}]' is {kind!r}; minigptoss implements gpt-oss's "
+            raise ConfigError(f"{source}: field 'layer_types[{n}]' is {kind!r:.80}; minigptoss implements gpt-oss's "
                               f"pattern ({expected!r} for layer {n}: sliding on even layers, full on odd ones)")
 
 

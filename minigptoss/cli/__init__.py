@@ -7,17 +7,21 @@
 
 Shared plumbing (arguments, loading, the one-line error) is in cli/common.py, what generate and chat share
 in cli/talk.py; what is drawn is in views/.
-Bad input (a missing folder, a malformed checkpoint, an id outside the vocabulary) is one line on stderr
-and exit status 2; anything else is a bug and keeps its traceback.
+Exit status: 0 done (also when the reader of stdout went away, as in `minigptoss run | head -1`); 2 bad
+input, printed as one line on stderr (only the project's own `MinigptossError`s: a missing folder, a
+malformed checkpoint, an id outside the vocabulary, a bad flag or environment variable); 1 stdout cannot be
+written (a full disk, /dev/full), one line on stderr; 130 Ctrl-C, at any moment. Anything else is a bug and
+keeps its traceback. `minigptoss/__main__.py` is the entry point that also covers Ctrl-C during start-up.
 """
 
+import errno
+import os
 import sys
 
 from rich.console import Console
 
-from .. import __version__
-from ..checkpoint import CheckpointError
-from ..config import ConfigError
+from .. import __version__, environment
+from ..errors import MinigptossError
 from .chat import add_chat_parser
 from .common import DEFAULT_PROMPT, OneLineParser, UsageError
 from .generate import add_generate_parser
@@ -40,16 +44,70 @@ def build_parser() -> OneLineParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    console = Console()
+    """Run one command: -> its exit status (0, 1, 2 or 130, as in this module's docstring)."""
     try:
-        args.handler(args, console)
-    except (UsageError, ConfigError, CheckpointError, ValueError) as error:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {error}", highlight=False)
+        args = build_parser().parse_args(argv)
+        environment.check()
+        stdout = Stdout(sys.stdout)
+        args.handler(args, Console(file=stdout))
+        stdout.flush()
+    except MinigptossError as error:
+        _say(f"[red]error:[/] {error}")
         return 2
     except KeyboardInterrupt:
         return 130
+    except StdoutError as error:
+        _silence_stdout()
+        if error.errno == errno.EPIPE:  # the reader went away (`| head -1`): nothing more to say
+            return 0
+        _say(f"[red]error:[/] cannot write to standard output ({error.strerror})")
+        return 1
     return 0
+
+
+class StdoutError(OSError):
+    """Writing to standard output failed (a closed pipe, a full disk): told apart from every other OSError."""
+
+
+class Stdout:
+    """The commands' stdout: the stream itself, except that a failed write raises StdoutError."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as error:
+            raise StdoutError(error.errno, error.strerror) from None
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as error:
+            raise StdoutError(error.errno, error.strerror) from None
+
+    def __getattr__(self, name):  # isatty, fileno, encoding, ...: the stream's own
+        return getattr(self.stream, name)
+
+
+def _say(line: str) -> None:
+    """One line on stderr; nothing if stderr itself cannot be written."""
+    try:
+        Console(stderr=True, soft_wrap=True).print(line, highlight=False)
+    except OSError:
+        pass
+
+
+def _silence_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null, so the interpreter's final flush of text that could not be
+    written ends quietly (the advice of Python's `signal` documentation on SIGPIPE). Only on the way out."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError):  # no real file descriptor behind sys.stdout (a test's capture)
+        pass
 
 
 if __name__ == "__main__":

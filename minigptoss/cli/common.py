@@ -1,8 +1,8 @@
 """What every command shares: the one-line usage error, the argparse that prints it, the model and prompt
 arguments, loading a model with a progress bar on the first touch of its weights, the tokenizer.
 
-Only the project's own errors (UsageError here, ConfigError, CheckpointError) become one line and exit
-status 2 (`cli.main`); anything else is a bug and keeps its traceback.
+Only the project's own errors (`errors.MinigptossError`: UsageError here, ConfigError, CheckpointError, ...)
+become one line and exit status 2 (`cli.main`); anything else is a bug and keeps its traceback.
 """
 
 import argparse
@@ -21,12 +21,13 @@ from rich.text import Text
 import minigptoss
 from .. import inspector
 from ..checkpoint import memory_estimate
+from ..errors import MinigptossError
 from ..text.tokenizer import tokenizer_for
 
 DEFAULT_PROMPT = "Hello, gpt-oss! What is 2 + 2?"
 
 
-class UsageError(Exception):
+class UsageError(MinigptossError):
     """Bad input from the user: printed as one line, exit status 2."""
 
 
@@ -38,7 +39,7 @@ def parse_token_ids(text: str) -> list[int]:
 
 
 def load_model(weights, console: Console):
-    path = weights or minigptoss.TINY_WEIGHTS
+    path = weights or minigptoss.bundled("tiny")
     with console.status(f"loading {path}"):
         model = minigptoss.load(path)
     if model.checkpoint is not None and model.checkpoint.file_bytes > 2**30:  # a real-sized model: say what it costs

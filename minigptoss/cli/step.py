@@ -1,7 +1,7 @@
 """The step-through debugger: run one forward pass, then walk it piece by piece.
 
     minigptoss step [--weights DIR] [-p TEXT | --tokens 1,2,3] [--layer N] [--break NAME ...] [--only PIECES]
-                    [--no-pause] [--top N]
+                    [--no-pause] [--top N] [--export DIR]
 
 The model runs ONCE, in a thread beside the interface, under `capture()`; a step can be shown as soon as the
 pass has recorded its tensors (so on a real checkpoint the embedding and layer 0 are readable within seconds),
@@ -23,12 +23,14 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Console
 from rich.rule import Rule
 
 import minigptoss
 from ..model import check_tokens
+from ..views.report import report_html
 from ..views.steps import render_step, step_body, step_title, where_text
 from .common import (BackgroundPass, UsageError, add_model_arguments, closed_pipe_is_fine, get_tokenizer,
                      positive_int, prompt_tokens)
@@ -75,7 +77,7 @@ class Session:
 def open_session(args, console: Console, model=None, wait: bool = True) -> Session:
     """Load the checkpoint, tokenize the prompt, and start the forward pass under `capture()` in a thread.
     With `wait`, return once the pass is over (its error, if any, raised here)."""
-    path = args.weights or minigptoss.TINY_WEIGHTS
+    path = args.weights or minigptoss.bundled("tiny")
     if model is None:
         with console.status(f"loading {path}"):
             model = minigptoss.load(path)
@@ -133,8 +135,37 @@ def intervened(args, session: Session) -> list[Session]:
     return [patched_session(session, intervention) for intervention in interventions]
 
 
+def export_report(args, console: Console) -> Path:
+    """`--export DIR`: run the pass (progress on stderr), write DIR/index.html (views/report.py), return its path."""
+    folder = Path(args.export)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--export {folder}: exists and is not a folder (give a folder to write index.html into)")
+    session = open_session(args, console, wait=False)
+    try:
+        with session.run.progress.shown(Console(stderr=True)):
+            session.run.done.wait()
+        if session.run.error is not None:
+            raise session.run.error
+        every, shown, breaks = plan(args, session)
+        page = report_html(session, shown, top=args.top)
+    finally:
+        session.stop()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "index.html"
+        path.write_text(page, encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"--export {folder}: cannot write index.html ({error.strerror or error})") from None
+    return path
+
+
 def cmd_step(args, console: Console) -> None:
-    """`minigptoss step`: record one forward pass and walk it, on a terminal or printed."""
+    """`minigptoss step`: record one forward pass and walk it, on a terminal or printed (or, with --export,
+    written as one HTML page)."""
+    if args.export is not None:
+        path = export_report(args, console)
+        console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): open it in a browser", highlight=False)
+        return
     interactive = not args.no_pause and sys.stdin.isatty() and sys.stdout.isatty() and console.is_terminal
     if interactive:
         from .debugger import run_debugger  # Textual is imported only for the interactive app
@@ -186,4 +217,7 @@ def add_step_parser(commands) -> None:
                            "repeatable)")
     step.add_argument("--top", type=positive_int, default=10,
                       help="how many next-token candidates the output step shows (>= 1)")
+    step.add_argument("--export", metavar="DIR",
+                      help="write the whole pass as one HTML page, DIR/index.html (pictures: attention per head, "
+                           "router, MXFP4 by hand, top candidates; hover for values), and exit")
     step.set_defaults(handler=cmd_step)

@@ -14,14 +14,20 @@ fast, and tests/test_fast_mxfp4.py holds it to that definition. Four ideas:
    sums per row instead of 32 G weights. Same value as the readable path up to float32 rounding (the same
    terms summed in another order): within 1e-6 of sum_i |x_i w_i| for every output.
 3. Many tokens: decode a chunk of rows, scale it (giving exactly decode_mxfp4's float32 weights), and multiply
-   it with all the tokens in one GEMM. At gpt-oss's shapes this gave the same bits as decode_mxfp4 then
-   x @ W.T on NumPy's OpenBLAS; a BLAS may round a narrower product differently, so tests allow 1e-6.
+   it with all the tokens in one GEMM. A BLAS may round a 128-row product unlike one over all the rows
+   (OpenBLAS 0.3.31 on an AMD EPYC: 698 of 16,384 values differ in the last bits at gpt-oss's shapes), so this
+   too is held to 1e-6 of sum_i |x_i w_i|, not to the bits.
    Measured on 2 cores (gpt-oss-20b mlp1, 5760 x 2880): 1 token 5 ms vs 6.5 ms, 32 tokens 12 vs 16 ms,
    64 tokens 20 vs 22 ms, 96 tokens 30 vs 26 ms: scaling the partial sums wins up to ~64 tokens (not 8: the
    GEMM path pays a full pass to scale the weights), hence GEMM_MIN_TOKENS = 64.
 4. Two cores: the rows are split between WORKERS threads (MINIGPTOSS_THREADS, default min(2, cores)).
-   np.take, the ufuncs and the matrix products release the GIL; each worker asks OpenBLAS for one thread (if
-   OpenBLAS offers `openblas_set_num_threads_local`) so the workers and BLAS never fight over the cores.
+   np.take, the ufuncs and the matrix products release the GIL. While `linear` runs, OpenBLAS is asked for one
+   thread (`one_blas_thread`), so the workers and BLAS never fight over the cores (measured: letting two
+   workers each start BLAS threads made 64 tokens at 5760 x 2880 ten times slower). NumPy's OpenBLAS (the
+   pthreads build) holds its thread count for the whole process, so the caller's count is saved before and
+   restored after every call, under a lock: nothing outlives the call, and the chunk products always run on
+   one BLAS thread, so the bits are the same whatever MINIGPTOSS_THREADS or the BLAS thread count is. (Another
+   Python thread of yours calling BLAS during those milliseconds would run single-threaded meanwhile.)
 
 Matrices smaller than FAST_MIN_WEIGHTS weights (the tiny test models) take the readable path: there is
 nothing to gain there, and their numbers stay exactly those of `decode_mxfp4`.
@@ -32,18 +38,21 @@ nothing is cached between calls, so nothing grows with the model.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 
+from ..environment import threads
 from ..mxfp4 import BLOCK_SIZE, BYTES_PER_BLOCK, FP4_VALUES, scale_values
 
 GEMM_MIN_TOKENS = 64  # from this many rows of x on, decode-then-GEMM beats scaling the partial sums
 CHUNK_ROWS = 128  # weight rows decoded at a time per thread: 128 x 2880 float32 = 1.4 MiB, stays in L2/L3
 FAST_MIN_WEIGHTS = 1 << 16  # smaller matrices take the readable path
-WORKERS = max(1, int(os.environ.get("MINIGPTOSS_THREADS") or min(2, os.cpu_count() or 1)))  # threads per product
+WORKERS = threads(min(2, os.cpu_count() or 1), strict=False)  # per product; a bad value is refused at load
 PARALLEL_MIN_WEIGHTS = 1 << 20  # below this a second thread costs more than it saves
 
 # -- tables ---------------------------------------------------------------------------------------------------
@@ -126,12 +135,13 @@ def linear(x: np.ndarray, blocks: np.ndarray, scales: np.ndarray, bias: np.ndarr
         x_in, work = x, _gemm_rows
     parallel = WORKERS > 1 and rows * groups * BLOCK_SIZE >= PARALLEL_MIN_WEIGHTS
     spans = _split(rows, WORKERS if parallel else 1)
-    if len(spans) == 1:
-        work(x_in, blocks, scales, out, 0, rows, _buffer(groups))
-    else:
-        jobs = [_pool().submit(_run, work, x_in, blocks, scales, out, start, stop) for start, stop in spans]
-        for job in jobs:
-            job.result()
+    with one_blas_thread():
+        if len(spans) == 1:
+            work(x_in, blocks, scales, out, 0, rows, _buffer(groups))
+        else:
+            jobs = [_pool().submit(_run, work, x_in, blocks, scales, out, start, stop) for start, stop in spans]
+            for job in jobs:
+                job.result()
     if bias is not None:
         out += bias
     return out
@@ -169,39 +179,88 @@ def _pool() -> ThreadPoolExecutor:
         if _executor is None or _executor._max_workers != WORKERS:
             if _executor is not None:
                 _executor.shutdown(wait=False)
-            _executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="minigptoss-mxfp4",
-                                           initializer=_one_blas_thread)
+            _executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="minigptoss-mxfp4")
         return _executor
 
 
 def _forget_pool_after_fork() -> None:
-    """A forked child inherits the pool object but not its threads: start afresh."""
-    global _executor, _executor_lock
-    _executor, _executor_lock = None, threading.Lock()
+    """A forked child inherits the pool object but not its threads (and maybe a lock a thread held): start afresh."""
+    global _executor, _executor_lock, _blas_lock
+    _executor, _executor_lock, _blas_lock = None, threading.Lock(), threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
-def _one_blas_thread() -> None:
-    """Ask OpenBLAS to use one thread for calls made from this thread (our workers already fill the cores)."""
-    set_local = _openblas_function("openblas_set_num_threads_local")
-    if set_local is not None:
-        set_local.argtypes, set_local.restype = [ctypes.c_int], ctypes.c_int
-        set_local(1)
+# -- BLAS threads -------------------------------------------------------------------------------------------------
+
+_blas_lock = threading.RLock()  # re-entrant: a caller may already hold one_blas_thread
 
 
-def _openblas_function(name: str):
-    """A function of the OpenBLAS NumPy is linked with, found among the loaded libraries (Linux), or None."""
+@contextmanager
+def one_blas_thread():
+    """Run the body with OpenBLAS on one thread, then give the process back the thread count it had.
+
+    NumPy's OpenBLAS is a pthreads build: its thread count is one number for the whole process
+    (`openblas_set_num_threads_local` sets that same number there), so it is read, set to 1, and restored,
+    under a lock so that two concurrent callers cannot restore each other's value. Another BLAS (or none found,
+    or an OpenMP build, whose count is per thread) is left alone.
+    """
+    blas = _process_wide_blas()
+    if blas is None:
+        yield
+        return
+    get_threads, set_threads = blas
+    with _blas_lock:
+        before = get_threads()
+        if before != 1:
+            set_threads(1)
+        try:
+            yield
+        finally:
+            if before != 1:
+                set_threads(before)
+
+
+def blas_threads() -> int | None:
+    """OpenBLAS's current thread count (the process's), or None when NumPy's BLAS is not a pthreads OpenBLAS."""
+    blas = _process_wide_blas()
+    return None if blas is None else blas[0]()
+
+
+@functools.cache
+def _process_wide_blas():
+    """(get_num_threads, set_num_threads) of NumPy's OpenBLAS when its thread count is process-wide, else None.
+
+    NumPy's wheels bundle OpenBLAS with prefixed symbols (scipy_openblas_get_num_threads64_); a system
+    OpenBLAS has the plain names. openblas_get_parallel says 1 for a pthreads build (0: sequential, 2: OpenMP).
+    """
+    for path in _openblas_paths():
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        found = {}
+        for what in ("get_num_threads", "set_num_threads", "get_parallel"):
+            for symbol in (f"openblas_{what}", f"scipy_openblas_{what}64_", f"scipy_openblas_{what}"):
+                if hasattr(library, symbol):
+                    found[what] = getattr(library, symbol)
+                    break
+        if len(found) < 3:
+            continue
+        found["get_num_threads"].restype = found["get_parallel"].restype = ctypes.c_int
+        found["set_num_threads"].argtypes, found["set_num_threads"].restype = [ctypes.c_int], None
+        if found["get_parallel"]() != 1:
+            return None
+        return found["get_num_threads"], found["set_num_threads"]
+    return None
+
+
+def _openblas_paths() -> list[str]:
+    """The OpenBLAS libraries loaded in this process (Linux: from /proc/self/maps), NumPy's among them."""
     try:
         with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
+            return sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
     except OSError:
-        return None
-    for path in sorted(paths):
-        try:
-            return getattr(ctypes.CDLL(path), name)
-        except (OSError, AttributeError):
-            continue
-    return None
+        return []

@@ -2,26 +2,194 @@
 
     with minigptoss.capture("blocks.0.attn.*") as cache:
         model.forward(tokens)
-    cache.show("blocks.0.attn.probs")     # rich summary: shape, stats, values, heatmap
+    cache.show("blocks.0.attn.probs")     # terminal: rich summary (shape, stats, values, heatmap)
+    cache.picture("blocks.0.attn.probs")  # notebook: every head as an SVG heatmap (sink column, window band)
+    cache                                 # notebook: a table of the names, shapes and meanings, and a picture
 
 The recording itself is `inspector.py`'s (NumPy only); this adds the views, so the model never imports them.
+In Jupyter, a capture and a picture display themselves through `_repr_html_` (and a picture through
+`_repr_svg_`), the methods IPython calls; in a terminal the capture's repr stays text.
 """
 
 from contextlib import contextmanager
+from html import escape
 
+import numpy as np
 from rich.console import Console
 
 from .. import inspector
+from ..attention import kv_head_of
+from ..names import declared, from_transformer_lens
+from ..text.tokenizer import tokenizer_for
+from . import svg
+from .summary import token_text
 from .tensor import tensor_panel
+
+TOP_CANDIDATES = 10
+
+
+class Picture:
+    """A drawing of one recorded tensor: `svg` (the SVG text); a notebook displays it, `save(path)` writes it."""
+
+    def __init__(self, name: str, svg_text: str, caption: str = ""):
+        self.name, self.svg, self.caption = name, svg_text, caption
+
+    def _repr_svg_(self) -> str:
+        return self.svg
+
+    def _repr_html_(self) -> str:
+        caption = f'<div style="color:#666;font-size:12px">{escape(self.caption)}</div>' if self.caption else ""
+        return (f'<div style="overflow-x:auto"><div style="font-family:monospace;font-weight:bold">'
+                f'{escape(self.name)}</div>{self.svg}{caption}</div>')
+
+    def save(self, path) -> None:
+        """Write the SVG to `path` (open it in a browser; hover a cell for its value)."""
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(self.svg)
+
+    def __repr__(self) -> str:
+        return f"Picture({self.name!r}, {len(self.svg)} characters of SVG)"
 
 
 class Capture(inspector.Capture):
-    """inspector.Capture (names to arrays; repr, stack, head, logit_lens, steps), plus `show(name)`."""
+    """inspector.Capture (names to arrays; repr, stack, head, logit_lens, steps), plus `show(name)` for a
+    terminal and `picture(name)` / `_repr_html_` for a notebook."""
 
     def show(self, name: str, console: Console | None = None) -> None:
         """Print a rich summary of one recorded tensor (to `console`, else a new stdout console)."""
         console = console or Console()
         console.print(tensor_panel(name, self[name], width=console.width))
+
+    # -- pictures ------------------------------------------------------------------------------------------------
+
+    def token_labels(self, tokenizer=None) -> list[str] | None:
+        """Each position's token text if `tokens` was recorded (with `tokenizer`, else the one matching the
+        recorded logits' vocabulary, else the ids as "[72]"); None if `tokens` was not recorded."""
+        if "tokens" not in self:
+            return None
+        ids = [int(t) for t in self["tokens"]]
+        if tokenizer is None and "logits" in self:
+            try:
+                tokenizer = tokenizer_for(self["logits"].shape[-1])
+            except ValueError:
+                tokenizer = None
+        return [token_text(tokenizer, t) if tokenizer is not None else f"[{t}]" for t in ids]
+
+    def picture(self, name: str, head: int | None = None, tokenizer=None) -> Picture:
+        """A drawing of one recorded tensor, chosen by what it is:
+        attention probs (nq, T, Tk) -> every head (or `head`) with the sink column and the masked cells;
+        scores -> one heatmap per head; router expert_ids / weights -> the tokens x experts grid; logits -> the
+        top next tokens after the last position; 2-D -> a heatmap; 1-D -> columns; (T, a, b) -> a heatmap of
+        (T, a b). Rows are labelled with the tokens when `tokens` was recorded."""
+        name = from_transformer_lens(name)
+        array = np.asarray(self[name])
+        if array.size == 0 or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            raise ValueError(f"{name!r} ({array.dtype}, shape {array.shape}) has nothing to draw")
+        labels = self.token_labels(tokenizer)
+        template = declared(name).name if _is_declared(name) else name
+        prefix = name.rpartition(".")[0]
+        if template == "blocks.N.attn.probs":
+            return self._attention(name, prefix, array, labels, head)
+        if template == "blocks.N.attn.scores":
+            return self._per_head(name, array, labels, head)
+        if template in ("blocks.N.moe.router.expert_ids", "blocks.N.moe.router.weights") and \
+                f"{prefix}.expert_ids" in self and f"{prefix}.weights" in self:
+            experts = self[f"{prefix}.logits"].shape[-1] if f"{prefix}.logits" in self else None
+            return Picture(name, svg.router_svg(self[f"{prefix}.expert_ids"], self[f"{prefix}.weights"], experts,
+                                                labels, title=f"{prefix}: experts per token"))
+        if template == "logits":
+            return self._candidates(name, array, tokenizer)
+        return Picture(name, plain_picture(name, array, labels))
+
+    def _attention(self, name, prefix, probs, labels, head) -> Picture:
+        sink = self[f"{prefix}.sink_mass"] if f"{prefix}.sink_mass" in self else None
+        mask = self[f"{prefix}.mask"] if f"{prefix}.mask" in self else None
+        kv = kv_head_of(probs.shape[0], self[f"{prefix}.k"].shape[1]) if f"{prefix}.k" in self else None
+        drawing = svg.attention_svg(probs, sink, mask, kv, labels, title=name, heads=None if head is None else [head])
+        note = "" if sink is not None else f" (record {prefix}.sink_mass too for the sink column)"
+        return Picture(name, drawing, "hover a cell for the query, the key and the probability" + note)
+
+    def _per_head(self, name, array, labels, head) -> Picture:
+        heads = range(array.shape[0]) if head is None else [head]
+        pictures = [svg.heatmap_svg(array[h], row_labels(labels, array.shape[1]),
+                                    row_labels(labels, array.shape[2], keys=True), title=f"h{h}", cell=8)
+                    for h in heads]
+        return Picture(name, svg.grid_svg(pictures, columns=4), "hatched: masked (-inf)")
+
+    def _candidates(self, name, logits, tokenizer) -> Picture:
+        if tokenizer is None:
+            try:
+                tokenizer = tokenizer_for(logits.shape[-1])
+            except ValueError:
+                tokenizer = None
+        vocab = _Vocabulary(tokenizer)
+        return Picture(name, svg.candidates_svg(logits[-1], vocab, TOP_CANDIDATES,
+                                                title=f"after position {logits.shape[0] - 1}"))
+
+    def _repr_html_(self) -> str:
+        """The names, shapes, dtypes and meanings as a table, and a picture of the first attention pattern
+        (or of the logits) recorded."""
+        rows = []
+        for name, value in self._tensors.items():
+            meaning = declared(name).meaning if _is_declared(name) else ""
+            rows.append(f"<tr><td><code>{escape(name)}</code></td><td>{escape(str(tuple(value.shape)))}</td>"
+                        f"<td>{escape(str(value.dtype))}</td><td>{escape(meaning)}</td></tr>")
+        steps = f", {len(self.steps)} steps" if self.per_step else ""
+        table = (f"<b>{type(self).__name__}</b> ({len(self)} names{steps}): <code>cache[name]</code>, "
+                 f"<code>cache.picture(name)</code><table><tr><th>name</th><th>shape</th><th>dtype</th>"
+                 f"<th>meaning</th></tr>{''.join(rows)}</table>")
+        shown = next((n for n in self._tensors if n.endswith(".attn.probs")), "logits" if "logits" in self else None)
+        if shown is None:
+            return f"<div>{table}</div>"
+        return (f"<div>{table}<details open><summary>{escape(shown)}</summary>"
+                f"{self.picture(shown)._repr_html_()}</details></div>")
+
+
+class _Vocabulary:
+    """token_text(tokenizer, i) on demand, or "[i]" without a tokenizer."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __getitem__(self, i: int) -> str:
+        return token_text(self.tokenizer, i) if self.tokenizer is not None else f"[{i}]"
+
+
+def _is_declared(name: str) -> bool:
+    try:
+        declared(name)
+        return True
+    except KeyError:
+        return False
+
+
+def row_labels(labels, count: int, keys: bool = False) -> list[str] | None:
+    """Position labels "3 text" for `count` rows (queries) or the last `count` keys; positions only if the
+    tokens' texts are not known or do not match."""
+    if labels is None:
+        return None
+    T = len(labels)
+    texts = svg.token_labels(T, labels)
+    if count == T:
+        return texts
+    if keys and count > T:  # a KV cache: the earlier keys by position only
+        return [str(j) for j in range(count - T)] + texts
+    return None
+
+
+def plain_picture(name: str, array: np.ndarray, labels) -> str:
+    """A heatmap (2-D, or (T, ...) flattened after the first axis) or columns (1-D) of any recorded tensor."""
+    values, value_name = array.astype(np.float64), name.rsplit(".", 1)[-1]
+    if values.ndim == 0:
+        values = values.reshape(1)
+    if values.ndim == 1:
+        if labels is not None and len(labels) == len(values) and len(values) <= 64:
+            return svg.bars_svg(svg.token_labels(len(values), labels), values, title=name, value_name=value_name)
+        return svg.columns_svg(values, title=name, value_name=value_name)
+    title = name if values.ndim == 2 else f"{name} {tuple(values.shape)}, flattened after the first axis"
+    matrix = values.reshape(values.shape[0], -1)  # (n, a, b, ...) -> (n, a b ...)
+    return svg.heatmap_svg(matrix, row_labels(labels, matrix.shape[0]), None, title=title, cell=10,
+                           value_name=value_name)
 
 
 @contextmanager

@@ -39,10 +39,12 @@ def format_number(x: float) -> str:
 
 
 def downsample(matrix: np.ndarray, max_rows: int, max_cols: int) -> np.ndarray:
-    """Average blocks of a 2-D array so it fits max_rows x max_cols (non-finite entries count as NaN)."""
+    """Average blocks of a 2-D array so it fits max_rows x max_cols (non-finite entries count as NaN).
+
+    At least one block each way, however narrow the terminal that asked (a width <= 0 gives one column)."""
     matrix = np.where(np.isfinite(matrix), matrix, np.nan).astype(np.float64)
-    row_groups = np.array_split(np.arange(matrix.shape[0]), min(max_rows, matrix.shape[0]))
-    col_groups = np.array_split(np.arange(matrix.shape[1]), min(max_cols, matrix.shape[1]))
+    row_groups = np.array_split(np.arange(matrix.shape[0]), max(1, min(max_rows, matrix.shape[0])))
+    col_groups = np.array_split(np.arange(matrix.shape[1]), max(1, min(max_cols, matrix.shape[1])))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-masked block averages to NaN: drawn blank
         return np.array([[np.nanmean(matrix[np.ix_(r, c)]) for c in col_groups] for r in row_groups])
