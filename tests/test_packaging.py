@@ -29,9 +29,12 @@ def tiny_logits():
 
 @pytest.fixture
 def bundle_with_sort(tmp_path, monkeypatch):
-    """A temporary bundle: the tiny model plus a placeholder trained model in sort/ (a different random model)."""
+    """A temporary bundle: the tiny model's files plus one placeholder subfolder sort/ (a different random model)."""
     bundle = tmp_path / "bundle"
-    shutil.copytree(minigptoss.TINY_WEIGHTS, bundle)
+    bundle.mkdir()
+    for path in minigptoss.TINY_WEIGHTS.iterdir():
+        if path.is_file():
+            shutil.copy(path, bundle / path.name)
     minigptoss.save(minigptoss.random_model(minigptoss.TINY, seed=1), bundle / "sort")
     monkeypatch.setattr(minigptoss, "TINY_WEIGHTS", bundle)
     return bundle
@@ -47,11 +50,12 @@ def test_short_names_find_the_bundled_model_from_any_directory(tmp_path, monkeyp
 
 def test_a_name_not_bundled_is_one_line_listing_the_bundled_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for name in ("sort", "chat", "gpt-oss-20b"):
+    listed = ", ".join(minigptoss.bundled_names())
+    for name in ("nonesuch", "gpt-oss-20b"):
         with pytest.raises(CheckpointError) as caught:
             minigptoss.load(name)
         message = str(caught.value)
-        assert message.startswith(f"{name}: no such folder") and "bundled: tiny, tiny_weights" in message
+        assert message.startswith(f"{name}: no such folder") and f"bundled: {listed}" in message
         assert "\n" not in message
 
 
@@ -81,13 +85,16 @@ def test_every_package_folder_is_listed_in_pyproject():
 
 
 def test_a_non_editable_build_holds_the_weights_and_their_subfolders(tmp_path):
-    """setuptools' build_py (what a wheel is made of) on a temporary copy of the project with a placeholder
-    tiny_weights/sort/; the built package, imported from elsewhere, finds both by short name."""
+    """setuptools' build_py (what a wheel is made of) on a temporary copy of the project with an extra placeholder
+    subfolder tiny_weights/placeholder/; the built package, imported from elsewhere, finds every bundled model
+    by its short name."""
     pytest.importorskip("setuptools.config.pyprojecttoml")
     project = tmp_path / "project"
     shutil.copytree(ROOT / "minigptoss", project / "minigptoss", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "tiny_weights", project / "tiny_weights")
-    shutil.copytree(ROOT / "tiny_weights", project / "tiny_weights" / "sort", ignore=shutil.ignore_patterns("sort"))
+    for name in ("config.json", "model.safetensors"):
+        (project / "tiny_weights" / "placeholder").mkdir(exist_ok=True)
+        shutil.copy(ROOT / "tiny_weights" / name, project / "tiny_weights" / "placeholder" / name)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, project / name)
     build = ("import warnings; warnings.simplefilter('ignore')\n"
@@ -99,13 +106,16 @@ def test_a_non_editable_build_holds_the_weights_and_their_subfolders(tmp_path):
     subprocess.run([sys.executable, "-c", build], cwd=project, check=True, capture_output=True)
     data = sorted(str(path.relative_to(project / "built")) for path in (project / "built").rglob("*")
                   if path.is_file() and path.suffix != ".py")
-    assert data == ["minigptoss/tiny_weights/config.json", "minigptoss/tiny_weights/model.safetensors",
-                    "minigptoss/tiny_weights/sort/config.json", "minigptoss/tiny_weights/sort/model.safetensors"]
+    shipped = sorted(str(Path("minigptoss") / path.relative_to(project))
+                     for path in (project / "tiny_weights").rglob("*") if path.is_file())
+    assert data == shipped and "minigptoss/tiny_weights/placeholder/model.safetensors" in data
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     check = ("import minigptoss; print(minigptoss.TINY_WEIGHTS); print(minigptoss.bundled_names()); "
-             "minigptoss.load('tiny_weights'); minigptoss.load('sort')")
+             "[minigptoss.load(name) for name in minigptoss.bundled_names()]")
     env = {**os.environ, "PYTHONPATH": str(project / "built")}
     shown = subprocess.run([sys.executable, "-c", check], cwd=elsewhere, env=env, check=True,
                            capture_output=True, text=True).stdout.splitlines()
-    assert shown == [str(project / "built" / "minigptoss" / "tiny_weights"), "['tiny', 'tiny_weights', 'sort']"]
+    subfolders = sorted(path.name for path in (project / "tiny_weights").iterdir() if path.is_dir())
+    assert shown[0] == str(project / "built" / "minigptoss" / "tiny_weights")
+    assert shown[1] == str(["tiny", "tiny_weights", *subfolders]) and "placeholder" in shown[1]

@@ -97,11 +97,13 @@ def sort_training_batch(rng: random.Random, n: int, held_out: set[str]) -> list[
 
 CHAT_MIN_DIGITS, CHAT_MAX_DIGITS = 3, 6
 CHAT_HELD_OUT_SEED, CHAT_HELD_OUT = 54_321, 200
-# The chat model's defaults (chat.json): harmony SystemMessage fields; this one renders as "Reasoning: low".
+CHAT_DEFAULT_QUESTION = "sort 60237"
+# The chat model's defaults, written as chat.json beside config.json: "system" holds harmony SystemMessage fields
+# (this one renders as "Reasoning: low"); "default_prompt" is a question of its task (see tools/train/README.md).
 CHAT_DEFAULTS = {
     "system": {"model_identity": None, "knowledge_cutoff": None, "reasoning_effort": "low", "valid_channels": []},
+    "default_prompt": CHAT_DEFAULT_QUESTION,
 }
-CHAT_DEFAULT_QUESTION = "sort 60237"
 
 
 def chat_system(reasoning: str | None = None) -> SystemMessage:
@@ -191,16 +193,23 @@ def greedy_completion(model, prompt: list[int], expected: list[int], stop_tokens
     """What `model.generate(prompt, temperature=0, stop_tokens=...)` returns, computed cheaply when it is right.
 
     One forward pass over prompt + expected[:-1] gives, at each answer position, the argmax the greedy decoder
-    would take if every earlier token was the expected one. If all of them equal `expected` (ending in a stop
-    token), greedy decoding produces exactly `expected`, token by token, so we return it without decoding.
-    Otherwise the completion is generated for real (KV-cached, one token at a time).
+    would take if every earlier token was the expected one. Greedy decoding therefore writes expected[:p] and
+    then the argmax at p, where p is the first position whose argmax differs from `expected` (or is a stop
+    token): if that is a stop token the completion ends there, otherwise the rest is generated for real
+    (KV-cached, one token at a time) from that point. When the model is right this costs one forward pass.
     """
     logits = model.forward([*prompt, *expected[:-1]])
-    predicted = logits[len(prompt) - 1:].argmax(axis=-1)
-    if [int(t) for t in predicted] == list(expected) and expected[-1] in stop_tokens:
-        return list(expected)
-    return [int(t) for t in model.generate(prompt, max_new_tokens=max_new_tokens, temperature=0.0,
-                                           stop_tokens=stop_tokens)]
+    predicted = [int(t) for t in logits[len(prompt) - 1:].argmax(axis=-1)]
+    stops = set(stop_tokens)
+    for p, (got, want) in enumerate(zip(predicted, expected)):
+        if got != want or got in stops:  # greedy decoding writes expected[:p], then `got` ...
+            done = [*expected[:p], got]
+            if got in stops or len(done) >= max_new_tokens:
+                return done[:max_new_tokens]
+            rest = model.generate([*prompt, *done], max_new_tokens=max_new_tokens - len(done), temperature=0.0,
+                                  stop_tokens=stops)  # ... and from there on what it generates
+            return [*done, *(int(t) for t in rest)]
+    return list(expected)[:max_new_tokens]  # (only when `expected` has no stop token)
 
 
 def sort_accuracy(model, questions=None) -> float:
@@ -212,7 +221,7 @@ def sort_accuracy(model, questions=None) -> float:
     return right / len(questions)
 
 
-def chat_scores(model, questions=None, max_new_tokens: int = 64) -> tuple[float, float]:
+def chat_scores(model, questions=None, max_new_tokens: int = 80) -> tuple[float, float]:
     """(share of valid harmony completions, share of right final answers) on chat questions (default: held out),
     generated greedily with harmony's stop tokens (<|return|>, <|call|>) as `minigptoss chat` does."""
     questions = chat_held_out() if questions is None else questions
