@@ -253,12 +253,12 @@ def test_x_runs_the_pass_again_with_an_intervention_side_by_side(session):
         "c", SNAP,  # the last step: the final candidates of both runs
         "X", SNAP,
         "x", typed("zero head 9 0"), "enter", SNAP,
-        "x", typed("zero head 1 3"), "enter", finish], at="blocks.0.attn")
+        "x", typed("zero head 1 3"), "enter", finish], at="blocks.0.attn.out")
     assert "sinks off" in chooser and "zero head LAYER HEAD" in chooser and "x: run again with" in chooser
     # the step in two columns, each headed by its run, and the final candidates of both below
     header = next(line for line in lines(step) if "unpatched" in line)
     assert header.index("sinks off") > 30 and "comparing with sinks off" in step
-    assert title(step).startswith("step 6/48 · blocks.0.attn")
+    assert title(step).startswith("step 7/48 · blocks.0.attn.out")
     assert step.count("equation") == 2
     rows = candidate_rows(output)
     assert title(output).startswith("step 48/48 · logits") and "p unpatched" in output and "p sinks off" in output
