@@ -77,9 +77,9 @@ class Model:
         """The final norm and the unembedding applied to a residual stream (..., H) -> (..., V); see logit_lens."""
         return logit_lens(self, residual)
 
-    def new_cache(self) -> KVCache:
-        """An empty KV cache for this model."""
-        return KVCache(self.config)
+    def new_cache(self, rollback: int = 0) -> KVCache:
+        """An empty KV cache for this model; `rollback`: see KVCache (how far `truncate` can go back)."""
+        return KVCache(self.config, rollback)
 
 
 def weight_rows(weights, name: str, ids: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """`minigptoss generate` and `minigptoss chat`: streaming text, harmony channels, the chat loop, the flags."""
 
 import io
+import re
 import subprocess
 import sys
 
@@ -135,22 +136,46 @@ def test_output_ending_inside_a_header_is_shown():
 
 
 class ScriptedModel:
-    """Stands in for a Model: each generate() call yields the next scripted completion and records the prompt."""
+    """Stands in for a Model: each generate() call yields the next scripted completion and records the whole
+    prompt (what its cache held plus the tokens fed) and how many tokens were fed."""
 
     class config:
         vocab_size = 320
 
-    def __init__(self, *completions, interrupt_after=None):
-        self.completions, self.prompts, self.interrupt_after = list(completions), [], interrupt_after
+    class Cache:
+        """Holds the ids fed, as a KVCache holds their keys; truncates like one with room to go back."""
 
-    def generate(self, tokens, max_new_tokens, temperature, top_p, top_k, seed, stop_tokens):
-        self.prompts.append(TOK.decode(tokens))
+        def __init__(self):
+            self.ids = []
+
+        @property
+        def length(self):
+            return len(self.ids)
+
+        def can_truncate(self, length):
+            return 0 <= length <= self.length
+
+        def truncate(self, length):
+            del self.ids[length:]
+
+    def __init__(self, *completions, interrupt_after=None):
+        self.completions, self.prompts, self.fed, self.interrupt_after = list(completions), [], [], interrupt_after
+
+    def new_cache(self, rollback=0):
+        return self.Cache()
+
+    def generate(self, tokens, max_new_tokens, temperature, top_p, top_k, seed, stop_tokens, cache=None):
+        cache = cache or self.Cache()
+        cache.ids += list(tokens)
+        self.prompts.append(TOK.decode(cache.ids))
+        self.fed.append(len(tokens))
         for n, t in enumerate(ids(self.completions.pop(0))[:max_new_tokens]):
             if n == self.interrupt_after:
                 raise KeyboardInterrupt
             yield t
             if t in stop_tokens:
                 return
+            cache.ids.append(t)  # fed back, as model.generate does with every token but a stop token
 
 
 def lines(*entries):
@@ -271,3 +296,47 @@ def test_bad_input_in_the_handlers_is_one_line_and_status_2(capsys, tmp_path):
     assert main(["chat", "--weights", str(tmp_path)]) == 2
     _, err = capsys.readouterr()
     assert "config.json" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- the KV cache across turns
+
+
+FINAL_ONLY = "<|channel|>final<|message|>Hi é!<|return|>"
+
+
+def test_the_next_turn_prefills_only_what_the_cache_does_not_hold():
+    model = ScriptedModel(FINAL_ONLY, ANSWER, ANSWER, ANSWER)
+    out, text = recording_out()
+    chat_loop(model, TOK, Sampling(100), out, lines("hello", "again", "more", "/reset", "fresh", EOFError),
+              system_messages("low", None))
+    first, second, third, fourth = [ids(p) for p in model.prompts]
+    assert model.fed[0] == len(first)
+    # the answer was generated as ...Hi é! then <|return|> (never fed back); re-rendered it ends with <|end|>:
+    # the cache holds everything before that token, so only <|end|> and the new user turn are prefilled
+    assert model.fed[1] == len(ids("<|end|><|start|>user<|message|>again<|end|><|start|>assistant"))
+    assert first + ids(FINAL_ONLY)[:-1] == second[: len(second) - model.fed[1]]
+    # an answer with analysis: the re-rendered turn drops it, so the cache goes back to where the texts part
+    # (after <|start|>assistant<|channel|>, before "analysis" / "final") and prefills from there
+    assert model.fed[2] == len(third) - len(second) - len(ids("<|channel|>"))
+    assert model.fed[3] == len(fourth)  # /reset cleared the cache too
+    assert f"prefill {model.fed[1]} tokens ({len(second) - model.fed[1]} more cached)" in text.getvalue()
+
+
+def chat_session(reuse: bool, turns=("hi", "and?", "ok")) -> tuple[str, list[int]]:
+    """A greedy chat on tiny_weights: (what it shows without the timing, tokens prefilled per turn)."""
+    model = minigptoss.load(minigptoss.TINY_WEIGHTS)
+    out, text = recording_out()
+    chat_loop(model, TOK, Sampling(10, temperature=0.0), out, lines(*turns, EOFError),
+              system_messages("medium", None), reuse_cache=reuse)
+    shown = text.getvalue()
+    prefilled = [int(n) for n in re.findall(r"prefill (\d+) tokens", shown)]
+    return re.sub(r"prefill .*", "", shown), prefilled
+
+
+def test_a_persistent_cache_answers_exactly_as_recomputing_every_turn():
+    with_cache, cached_prefill = chat_session(reuse=True)
+    recomputed, full_prefill = chat_session(reuse=False)
+    assert with_cache == recomputed  # the same greedy answers, token for token
+    assert cached_prefill[0] == full_prefill[0] and len(cached_prefill) == 3
+    assert all(c < f for c, f in zip(cached_prefill[1:], full_prefill[1:]))
+    assert full_prefill[2] > full_prefill[1] > full_prefill[0]  # recomputing: the whole conversation each turn

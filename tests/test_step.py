@@ -256,3 +256,17 @@ def test_break_only_and_bad_arguments(capsys):
     assert "after position 1 ('i')" in capsys.readouterr().out
 
 
+
+
+def test_intervene_prints_each_step_beside_the_patched_runs(capsys):
+    console = Console(record=True, width=100)
+    stepper.cmd_step(step_args("--no-pause", "--tokens", "72,101,108,108,111", "--only", "attn,output", "--layer",
+                               "0", "--intervene", "sinks off", "--intervene", "zero head 0 2"), console)
+    text = console.export_text()
+    assert re.findall(r"step \d+/\d+ · (\S+)", text) == ["blocks.0.attn", "blocks.0.attn.out"]
+    header = next(line for line in text.split("\n") if "unpatched" in line)
+    assert "sinks off" in header and "zero head 2 of layer 0" in header  # one column per run
+    assert "p unpatched" in text and "p sinks off" in text  # and every run's final candidates
+    assert max(len(line) for line in text.split("\n")) <= 100
+    assert main(["step", "--no-pause", "--intervene", "zero head 9 0"]) == 2
+    assert "layer 9 does not exist" in capsys.readouterr().err

@@ -3,6 +3,11 @@
     minigptoss chat [--system TEXT] [sampling flags]
 
 The analysis channel is shown dimmed, the final answer plainly; /reset clears the history, /exit quits.
+
+One KV cache lives across turns (TurnCache): each turn's prompt is the whole conversation re-rendered, and only
+what the cache does not already hold is prefilled. Harmony re-renders the last answer differently from how it
+was generated (its analysis dropped, <|end|> where <|return|> stopped it), so the cache first goes back to
+where the two texts part, or, if a sliding layer no longer holds the keys before that point, starts afresh.
 """
 
 from __future__ import annotations
@@ -54,10 +59,52 @@ def terminal_reader(console: Console):
     return read_line
 
 
-def chat_loop(model, tokenizer, sampling: Sampling, out: Out, read_line, system: list) -> None:
+def shared_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading ids the two lists have in common."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class TurnCache:
+    """The chat's KV cache across turns, and the exact token ids it holds (`ids`, one per cached position).
+
+    before(prompt) -> the ids to prefill: the cache is rolled back to the longest prefix it shares with
+    `prompt` (at least one token is left to feed, for the next-token logits), or replaced by a new cache when
+    it cannot go back that far exactly (KVCache.can_truncate). after(generated): the cache now also holds the
+    generated tokens that were fed back (all but a final stop token), so `ids` becomes prompt + those.
+    `rollback` is how far back sliding layers keep keys: enough to undo one answer (its analysis is dropped
+    from the next prompt). reuse=False recomputes every turn from scratch (for comparison)."""
+
+    def __init__(self, model, rollback: int, reuse: bool = True):
+        self.model, self.rollback, self.reuse = model, rollback, reuse
+        self.clear()
+
+    def clear(self) -> None:
+        self.cache, self.ids, self.prompt = None, [], []
+
+    def before(self, prompt: list[int]) -> list[int]:
+        keep = min(shared_prefix(self.ids, prompt), len(prompt) - 1)
+        if not self.reuse or self.cache is None or not self.cache.can_truncate(keep):
+            self.cache, keep = self.model.new_cache(rollback=self.rollback), 0
+        self.cache.truncate(keep)
+        self.ids, self.prompt = prompt[:keep], list(prompt)
+        return prompt[keep:]
+
+    def after(self, generated: list[int]) -> None:
+        self.ids = (self.prompt + list(generated))[: self.cache.length]
+
+
+def chat_loop(model, tokenizer, sampling: Sampling, out: Out, read_line, system: list, reuse_cache: bool = True,
+              ) -> None:
     """Read a line, answer it, repeat. The history keeps the user's messages and the final answers (harmony
-    drops earlier analysis anyway); Ctrl-C during an answer stops it, at the prompt it quits."""
+    drops earlier analysis anyway); Ctrl-C during an answer stops it, at the prompt it quits. The KV cache
+    persists across turns (TurnCache; reuse_cache=False recomputes the conversation every turn)."""
     history: list[Message] = []
+    memory = TurnCache(model, min(sampling.max_new_tokens, 4096) + 64, reuse_cache)
     seeds = random.Random(sampling.seed)  # one seed per turn, all from --seed: a seeded session repeats exactly
     while True:
         try:
@@ -70,7 +117,8 @@ def chat_loop(model, tokenizer, sampling: Sampling, out: Out, read_line, system:
             return
         if line in ("/reset", "/clear"):
             history.clear()
-            out.write("(history cleared)\n", "dim italic")
+            memory.clear()
+            out.write("(history and KV cache cleared)\n", "dim italic")
             continue
         if line in ("/help", "/?"):
             out.write(f"{CHAT_COMMANDS}.\n", "dim")
@@ -84,10 +132,13 @@ def chat_loop(model, tokenizer, sampling: Sampling, out: Out, read_line, system:
         line = line[1:] if line.startswith("//") else line
         conversation = [*history, Message("user", line)]
         prompt = render_conversation([*system, *conversation], tokenizer)
-        stats = Stats(len(prompt))
+        fresh = memory.before(prompt)
+        stats = Stats(len(fresh), cached_tokens=len(prompt) - len(fresh))
         try:
-            tracker = run_turn(model, tokenizer, prompt, sampling, seeds.randrange(2**32), out, stats)
+            tracker = run_turn(model, tokenizer, fresh, sampling, seeds.randrange(2**32), out, stats, memory.cache)
+            memory.after(tracker.tokens)
         except KeyboardInterrupt:
+            memory.clear()  # the pass may have stopped inside a layer: the cache is not trusted
             stats.stop = "interrupted"
             out.note("interrupted: this turn is not kept")
             out.write(stats.summary() + "\n", "dim")
@@ -108,7 +159,8 @@ def add_chat_parser(commands) -> None:
                     "<|call|>. The analysis channel is shown dimmed, the final answer plainly, both as they "
                     "stream. The history keeps your messages and the final answers. Commands: "
                     f"{CHAT_COMMANDS}; Ctrl-C stops an answer, and quits at the prompt. After each answer: the prefill "
-                    "and decode speed in tokens/s.")
+                    "and decode speed in tokens/s. The KV cache persists across turns: only what it does not hold is "
+                    "prefilled.")
     add_model_arguments(chat, prompt=False)
     add_sampling_flags(chat, CHAT_MAX_TOKENS, reasoning_default=DEFAULT_REASONING)
     chat.set_defaults(handler=cmd_chat)

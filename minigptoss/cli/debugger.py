@@ -11,8 +11,9 @@ how to move is a navigation.Navigator (pure). The forward pass runs beside the a
 not yet recorded shows what the pass is doing and appears by itself when ready.
 
 Adding a key: a Binding in DebuggerApp.BINDINGS, an `action_<name>` method, a line in KEYS. Comparing two
-passes (e.g. with an intervention): append a second Session to `app.sessions`; every step is then drawn side
-by side, one column per session (`body_for`).
+passes: `x` runs the pass again under an intervention (cli/compare.py) in a worker thread and appends that
+Session to `app.sessions`; every step is then drawn side by side, one column per session (`body_for`), with
+each run's final candidates below; `X` drops it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..views.steps import step_body, step_title, where_text
+from .compare import InterventionKeys, preset_options, side_by_side
 from .navigation import Navigator
 
 KEYS = [("Enter, space, n", "next step"), ("b, p", "previous step (in forward order)"),
@@ -39,10 +41,12 @@ KEYS = [("Enter, space, n", "next step"), ("b, p", "previous step (in forward or
         ("c", "continue to the next --break step (the last step without one)"),
         ("/ TEXT Enter", "next step whose name contains TEXT"), ("s", "show/hide the source"),
         ("t", "show/hide the tensors (inputs, outputs, weights)"), ("o", "show/hide the outline of all steps"),
+        ("x NAME Enter", "run again with an intervention, side by side (sinks off, zero head 1 3, ...)"),
+        ("X", "drop the comparison"),
         ("?", "this help"), ("Esc", "close a prompt or this help"), ("q, Ctrl-C", "quit")]
 KEY_LINE_WIDE = ("⏎/␣/n next · b back · ↑↓ PgUp/PgDn scroll · l layer · g go to · c continue · / search · "
-                 "s source · t tensors · o outline · ? keys · q quit")
-KEY_LINE = "⏎ next b back l layer g go c cont / find s src t tensors o outline ? keys q quit"
+                 "s source · t tensors · o outline · x intervene · ? keys · q quit")
+KEY_LINE = "⏎ next b back l layer g go c cont / find s src t tens o list x patch ? keys q"
 
 
 class Prerendered:
@@ -100,7 +104,7 @@ class Body(VerticalScroll):
         self.scroll_page_down(animate=False)
 
 
-class DebuggerApp(App):
+class DebuggerApp(InterventionKeys, App):
     """Walk the steps of one recorded (or recording) forward pass; see the module docstring."""
 
     CSS = """
@@ -119,6 +123,7 @@ class DebuggerApp(App):
                 Binding("slash", "ask('search')", show=False), Binding("c", "cont", show=False),
                 Binding("s", "toggle('source')", show=False), Binding("t", "toggle('tensors')", show=False),
                 Binding("o", "outline", show=False), Binding("question_mark", "help", show=False),
+                Binding("x", "ask('intervene')", show=False), Binding("X", "drop_comparison", show=False),
                 Binding("escape", "cancel", show=False), Binding("q", "quit", show=False),
                 Binding("ctrl+c", "quit", show=False, priority=True)]
 
@@ -128,9 +133,12 @@ class DebuggerApp(App):
         self.nav = Navigator(steps, breaks[0] if start is None and breaks else start or 0, breaks)
         self.show = {"source": False, "tensors": False}
         self.asking: str | None = None
-        self.drawn: tuple | None = None  # what the body shows now: (index, ready, width, toggles)
+        self.drawn: tuple | None = None  # what the body shows now: (index, ready, width, toggles, sessions)
+        self.drawings: dict[tuple, Prerendered] = {}  # the bodies drawn lately, by that key (going back is instant)
         self.ready_count = -1
         self.shown_text: dict[str, str] = {}  # widget id -> the text it shows (update only what changed)
+        self.patching: str | None = None  # the intervention whose pass is running now, if any
+        self.outlined: tuple | None = None  # what the outline lists now: (ready flags, current step)
 
     @property
     def session(self):
@@ -167,19 +175,22 @@ class DebuggerApp(App):
         step = self.nav.steps[index]
         if len(self.sessions) == 1:
             return self._one_body(self.session, step, width)
-        grid = Table.grid(expand=True, padding=(0, 1))
-        for session in self.sessions:
-            grid.add_column(ratio=1)
-        column = max(20, width // len(self.sessions) - 1)
-        grid.add_row(*(self._one_body(session, step, column) for session in self.sessions))
-        return grid
+        return side_by_side(self.sessions, step, width, lambda *column: self._one_body(*column, least=20), self.top)
 
-    def _one_body(self, session, step, width: int):
+    def _one_body(self, session, step, width: int, least: int = 40):
         try:
-            return step_body(session, step, width=max(width, 40), top=self.top, **self.show)
+            return step_body(session, step, width=max(width, least), top=self.top, **self.show)
         except Exception as error:  # a view that cannot draw at this size must not end the session
             return Text(f"this view could not be drawn at width {width}: {type(error).__name__}: {error}",
                         style="red")
+
+    def drawing(self, key: tuple, index: int, width: int) -> Prerendered:
+        """The body for `key`, laid out once: the last 16 are kept (a recorded step never changes)."""
+        if key not in self.drawings:
+            if len(self.drawings) >= 16:
+                del self.drawings[next(iter(self.drawings))]
+            self.drawings[key] = Prerendered(self.console, self.body_for(index, width), width)
+        return self.drawings[key]
 
     def waiting_text(self, step) -> Text:
         run = self.session.run
@@ -202,12 +213,12 @@ class DebuggerApp(App):
         self.put("title", Text.from_markup(step_title(step, nav.index, len(nav.steps))))
         ready = step.ready(self.session.cache)
         width = self.body_width()
-        key = (nav.index, ready, width, tuple(self.show.values()), len(self.sessions))
+        key = (nav.index, ready, width, tuple(self.show.values()), tuple(map(id, self.sessions)))
         if key != self.drawn:
             content = self.query_one("#content", Static)
             if ready:
                 self.put("where", where_text(self.session, step))
-                content.update(Prerendered(self.console, self.body_for(nav.index, width), width))
+                content.update(self.drawing(key, nav.index, width))
             else:
                 self.put("where", Text(f"piece {step.piece}", style="dim"))
                 content.update(self.waiting_text(step))
@@ -227,9 +238,11 @@ class DebuggerApp(App):
             text = f"forward pass failed: {run.error}"
         else:
             text = ""
+        compare = f"running the pass with {self.patching}..." if self.patching else \
+            f"comparing with {', '.join(s.label for s in self.sessions[1:])} (X drops it)" if self.sessions[1:] else ""
         if self.session.run is not None and self.nav.breaks:
             text = text or f"{len(self.nav.breaks)} breakpoint(s)"
-        self.put("status", Text(" | ".join(part for part in (text, note) if part)))
+        self.put("status", Text(" | ".join(part for part in (text, note, compare) if part)))
 
     def tick(self) -> None:
         """Every `poll` seconds while the pass runs: progress, and the step once it is recorded."""
@@ -243,10 +256,16 @@ class DebuggerApp(App):
                 pass
 
     def fill_outline(self) -> None:
+        """The outline's list: every step, dim until recorded, the current one highlighted. Redone only when one
+        of those changed, so a redraw never moves the highlight the user is moving."""
         outline = self.query_one("#outline", OptionList)
         cache = self.session.cache
-        options = [Option(Text(step.name, style="" if step.ready(cache) else "dim"), id=str(i))
-                   for i, step in enumerate(self.nav.steps)]
+        ready = tuple(step.ready(cache) for step in self.nav.steps)
+        if self.outlined == (ready, self.nav.index):
+            return
+        self.outlined = (ready, self.nav.index)
+        options = [Option(Text(step.name, style="" if done else "dim"), id=str(i))
+                   for i, (step, done) in enumerate(zip(self.nav.steps, ready))]
         outline.clear_options()
         outline.add_options(options)
         outline.highlighted = self.nav.index
@@ -277,6 +296,7 @@ class DebuggerApp(App):
         outline = self.query_one("#outline", OptionList)
         outline.display = not outline.display
         if outline.display:
+            self.outlined = None  # fill it afresh, at the current step
             self.fill_outline()
             outline.focus()
         else:
@@ -285,6 +305,8 @@ class DebuggerApp(App):
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id is None:
             return
+        if event.option_list.id == "choices" and self.asking == "intervene":
+            return self.chose_preset(str(event.option.id))
         if event.option_list.id == "choices":
             self.nav.goto(str(event.option.id))
             self.close_prompt()
@@ -299,22 +321,27 @@ class DebuggerApp(App):
         prompt = self.query_one("#prompt", Input)
         self.asking = what
         prompt.placeholder = {"layer": "layer number, then Enter", "go": "step name (→ completes), then Enter",
-                              "search": "text in a step name, then Enter"}[what]
-        prompt.border_title = {"layer": "l: layer", "go": "g: go to step", "search": "/: search"}[what]
+                              "search": "text in a step name, then Enter",
+                              "intervene": "pick one (↓), or type e.g. zero head 1 3, then Enter"}[what]
+        prompt.border_title = {"layer": "l: layer", "go": "g: go to step", "search": "/: search",
+                               "intervene": "x: run again with"}[what]
         prompt.value = ""
         prompt.display = True
         prompt.focus()
-        if what == "go":
+        if what in ("go", "intervene"):
             self.fill_choices("")
 
     def fill_choices(self, text: str) -> None:
         choices = self.query_one("#choices", OptionList)
         choices.clear_options()
-        choices.add_options([Option(step.name, id=step.name) for step in self.nav.matches(text)])
+        if self.asking == "intervene":
+            choices.add_options(preset_options(text))
+        else:
+            choices.add_options([Option(step.name, id=step.name) for step in self.nav.matches(text)])
         choices.display = True
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if self.asking == "go":
+        if self.asking in ("go", "intervene"):
             self.fill_choices(event.value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -329,6 +356,8 @@ class DebuggerApp(App):
             self.nav.goto(text)
         elif what == "search" and text:
             self.nav.search(text)
+        elif what == "intervene" and text:
+            return self.intervene(text)
         self.moved()
 
     def close_prompt(self) -> None:

@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.rule import Rule
 
 import minigptoss
 from ..model import check_tokens
 from ..views.report import report_html
-from ..views.steps import render_step
+from ..views.steps import render_step, step_body, step_title, where_text
 from .common import (BackgroundPass, UsageError, add_model_arguments, closed_pipe_is_fine, get_tokenizer,
                      positive_int, prompt_tokens)
 from .navigation import (PIECES, Navigator, Step, all_steps, break_indices, build_steps,  # noqa: F401 (re-exported)
@@ -41,7 +42,8 @@ from .navigation import (PIECES, Navigator, Step, all_steps, break_indices, buil
 class Session:
     """One forward pass (running or done), with everything the views need to render any of its steps.
 
-    `cache` fills while `run` (a BackgroundPass) goes on; a step is ready once `step.ready(cache)`."""
+    `cache` fills while `run` (a BackgroundPass) goes on; a step is ready once `step.ready(cache)`. A pass run
+    under an intervention (cli/compare.py) has run None and its `label`."""
 
     model: object
     tokenizer: object
@@ -49,6 +51,7 @@ class Session:
     cache: object
     source: str
     run: BackgroundPass | None = None
+    label: str = ""  # what was changed in this pass (an intervention), "" for the model as it is
 
     @property
     def config(self):
@@ -98,15 +101,38 @@ def plan(args, session: Session) -> tuple[list[Step], list[Step], list[int]]:
     return every, shown, break_indices(every, shown, args.break_at)
 
 
-def print_steps(session: Session, steps: list[Step], console: Console, start: int = 0, top: int = 10) -> None:
-    """Print the steps from `start`, each as soon as the forward pass has recorded it (progress on stderr)."""
+def print_steps(session: Session, steps: list[Step], console: Console, start: int = 0, top: int = 10,
+                others=()) -> None:
+    """Print the steps from `start`, each as soon as the forward pass has recorded it (progress on stderr).
+    `others`: passes of the same tokens under interventions (cli/compare.py), printed beside it, step by step."""
     errors = Console(stderr=True)
     for index in range(start, len(steps)):
         with session.run.progress.shown(errors) if session.run else nullcontext():
             ready = session.wait_for(steps[index])
         if not ready:
             raise session.run.error or RuntimeError(f"the forward pass ended without recording {steps[index].name}")
-        console.print(render_step(session, steps[index], index, len(steps), width=console.width, top=top))
+        if not others:
+            console.print(render_step(session, steps[index], index, len(steps), width=console.width, top=top))
+            continue
+        from .compare import side_by_side
+
+        console.print(Rule(step_title(steps[index], index, len(steps)), characters="━"),
+                      where_text(session, steps[index]),
+                      side_by_side([session, *others], steps[index], console.width,
+                                   lambda s, step, width: step_body(s, step, width=width, top=top), top))
+
+
+def intervened(args, session: Session) -> list[Session]:
+    """The passes `--intervene` asks for, run once the session's own pass is over (patches are process-wide)."""
+    if not args.intervene:
+        return []
+    from .compare import parse_intervention, patched_session
+
+    interventions = [parse_intervention(text, session.config) for text in args.intervene]
+    session.run.done.wait()
+    if session.run.error is not None:
+        raise session.run.error
+    return [patched_session(session, intervention) for intervention in interventions]
 
 
 def export_report(args, console: Console) -> Path:
@@ -155,19 +181,21 @@ def cmd_step(args, console: Console) -> None:
         session = open_session(args, console, wait=False)
         try:
             every, shown, breaks = plan(args, session)
+            others = intervened(args, session)
             start = breaks[0] if breaks else 0
             console.print(f"[bold]minigptoss step[/] on {session.source}: {len(session.tokens)} tokens, "
                           f"{len(shown)} step{'s' if len(shown) != 1 else ''}", highlight=False)
             if start:
                 console.print(f"ran {start} steps to the breakpoint {shown[start].name}", style="dim", highlight=False)
-            print_steps(session, shown, console, start, args.top)
+            print_steps(session, shown, console, start, args.top, others)
             console.print("end of the forward pass", style="dim")
         finally:
             session.stop()
 
 
 KEYS_HELP = ("Enter/space/n next · b/p back · l N layer · g NAME go to · c next breakpoint · / search · "
-             "s source · t tensors · o outline · ? keys · q quit")
+             "s source · t tensors · o outline · x NAME run again with an intervention, side by side · X drop it · "
+             "? keys · q quit")
 
 
 def add_step_parser(commands) -> None:
@@ -183,6 +211,10 @@ def add_step_parser(commands) -> None:
     step.add_argument("--only", metavar="PIECES", help=f"show only these pieces, comma-separated: {', '.join(PIECES)}")
     step.add_argument("--no-pause", action="store_true",
                       help="print every step without waiting (the default when not on a terminal)")
+    step.add_argument("--intervene", metavar="NAME", action="append",
+                      help="printed mode: run the pass again under this intervention and print every step beside "
+                           "the unpatched run (e.g. 'sinks off', 'window off', 'zero head 1 3', 'force expert 5'; "
+                           "repeatable)")
     step.add_argument("--top", type=positive_int, default=10,
                       help="how many next-token candidates the output step shows (>= 1)")
     step.add_argument("--export", metavar="DIR",

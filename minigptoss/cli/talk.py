@@ -136,7 +136,8 @@ class Stats:
     """Timing of one generation: the prefill (the prompt in one forward pass, ending with the first new token)
     and the decode (one forward pass per further token)."""
 
-    prompt_tokens: int
+    prompt_tokens: int  # prefilled now
+    cached_tokens: int = 0  # the prompt's leading tokens already in the KV cache (a chat's earlier turns)
     new_tokens: int = 0
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
@@ -146,7 +147,9 @@ class Stats:
     def summary(self) -> str:
         decoded = max(self.new_tokens - 1, 0)
         parts = [f"{self.new_tokens} new tokens, stopped at {self.stop}",
-                 f"prefill {self.prompt_tokens} tokens in {self.prefill_seconds:.3f} s "
+                 f"prefill {self.prompt_tokens} tokens"
+                 + (f" ({self.cached_tokens} more cached)" if self.cached_tokens else "")
+                 + f" in {self.prefill_seconds:.3f} s "
                  f"({rate(self.prompt_tokens, self.prefill_seconds)} tok/s)",
                  f"decode {decoded} tokens in {self.decode_seconds:.3f} s ({rate(decoded, self.decode_seconds)} tok/s)"]
         if self.seed is not None:
@@ -276,12 +279,14 @@ class ChannelView:
 
 
 def run_turn(model, tokenizer, prompt: list[int], sampling: Sampling, seed: int | None, out: Out,
-             stats: Stats) -> HarmonyTracker:
+             stats: Stats, cache=None) -> HarmonyTracker:
     """Generate one assistant turn after a harmony prompt, streaming it through a ChannelView, until <|return|>
     or <|call|> (not <|end|>: the analysis message ends with it and the final one follows) or max tokens.
-    Returns the tracker, which holds the tokens; KeyboardInterrupt propagates (stats are filled so far)."""
+    With a KV cache, `prompt` continues what it holds. Returns the tracker, which holds the tokens;
+    KeyboardInterrupt propagates (stats are filled so far)."""
     tracker, view = HarmonyTracker(tokenizer), ChannelView(out)
-    generated = model.generate(prompt, **sampling.kwargs(seed), stop_tokens=stop_tokens(tokenizer))
+    kwargs = {} if cache is None else {"cache": cache}
+    generated = model.generate(prompt, **sampling.kwargs(seed), stop_tokens=stop_tokens(tokenizer), **kwargs)
     for token in timed(generated, stats):
         view.show(tracker.feed(token))
     view.show(tracker.finish())

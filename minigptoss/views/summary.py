@@ -82,3 +82,31 @@ def top_tokens_table(logits: np.ndarray, tokenizer, top: int) -> Table:
         table.add_row(str(rank), str(token), token_text(tokenizer, token), f"{logits[token]:.3f}",
                       probability_text(float(np.exp(log_probs[token]))), f"{log_probs[token]:.3f}")
     return table
+
+
+def compare_candidates(logits: list[np.ndarray], labels: list[str], tokenizer, top: int) -> Table:
+    """Next-token candidates of several runs side by side: each of the first run's `top` tokens, then any other
+    run's top tokens it lacks, with every run's probability and rank:  [(V,) per run] -> one table."""
+    log_probs, ranks = [], []
+    for row in logits:
+        row = np.asarray(row, dtype=np.float64)
+        shifted = row - row.max()
+        log_probs.append(shifted - np.log(np.sum(np.exp(shifted))))  # (V,) log-softmax
+        order = np.argsort(-row, kind="stable")  # (V,) most likely first
+        rank = np.empty_like(order)
+        rank[order] = np.arange(1, order.size + 1)
+        ranks.append((order[:max(1, top)], rank))
+    tokens: list[int] = []
+    for order, _ in ranks:
+        tokens += [int(t) for t in order if int(t) not in tokens]
+    table = Table(title="next token: top candidates of each run", title_justify="left")
+    table.add_column("token")
+    for label in labels:
+        table.add_column(f"p {label}", justify="right", max_width=16)
+        table.add_column("rank", justify="right")
+    for token in tokens:
+        cells = [f"{token_text(tokenizer, token)} [{token}]"]
+        for lp, (_, rank) in zip(log_probs, ranks):
+            cells += [probability_text(float(np.exp(lp[token]))), str(int(rank[token]))]
+        table.add_row(*cells)
+    return table
