@@ -1,11 +1,20 @@
-"""Shared test settings: hypothesis profiles sized for a 2-core machine (the whole suite stays well under a minute)."""
+"""Shared test settings: hypothesis profiles sized for a 2-core machine (the whole suite stays under a minute), and
+one BLAS thread per pytest-xdist worker."""
 
 import os
 
 from hypothesis import HealthCheck, settings
 
-settings.register_profile("default", max_examples=40, deadline=None,
+settings.register_profile("default", max_examples=25, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_configure(config):
+    """With pytest-xdist's workers (`-n auto`, pyproject's default), each worker's BLAS gets one thread, so the
+    workers share the cores instead of oversubscribing them; the workers inherit this before they import NumPy.
+    A run with -n 0 keeps the machine's default. This is the test runner's setting, never the package's."""
+    if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
