@@ -73,7 +73,7 @@ def test_a_numpy_value_error_is_a_bug_and_keeps_its_traceback(monkeypatch):
 
     monkeypatch.setattr(minigptoss, "load", broken)
     with pytest.raises(ValueError, match="number sections"):
-        main(["run"])
+        main(["run", "--weights", "tiny"])
 
 
 def test_ctrl_c_is_130_while_running_and_while_the_cli_imports(monkeypatch):
@@ -81,7 +81,7 @@ def test_ctrl_c_is_130_while_running_and_while_the_cli_imports(monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(minigptoss, "load", interrupted)
-    assert main(["run"]) == 130
+    assert main(["run", "--weights", "tiny"]) == 130
     importing = types.ModuleType("minigptoss.cli")
     importing.__getattr__ = interrupted  # `from .cli import main` is interrupted
     monkeypatch.setitem(sys.modules, "minigptoss.cli", importing)
@@ -124,7 +124,7 @@ def test_bad_threads_variable_does_not_break_import_and_is_named_at_load(monkeyp
 def test_bad_cache_variable_is_named(monkeypatch, capsys, value):
     monkeypatch.setenv("MINIGPTOSS_CACHE_GIB", value)
     refused(SettingError, minigptoss.TINY_WEIGHTS, f"MINIGPTOSS_CACHE_GIB={value!r}", "finite number of GiB")
-    assert main(["run"]) == 2
+    assert main(["run", "--weights", "tiny"]) == 2
     assert "MINIGPTOSS_CACHE_GIB" in capsys.readouterr().err
 
 
@@ -281,7 +281,7 @@ def test_huge_layer_counts_are_refused_in_milliseconds(tiny_copy, tmp_path, laye
 @pytest.mark.parametrize("columns", [30])
 def test_step_renders_every_step_in_a_narrow_terminal(monkeypatch, capsys, columns):
     monkeypatch.setenv("COLUMNS", str(columns))
-    assert main(["step", "--no-pause", "--tokens", "72,105,33"]) == 0
+    assert main(["step", "--weights", "tiny", "--no-pause", "--tokens", "72,105,33"]) == 0
     assert "end of the forward pass" in " ".join(capsys.readouterr().out.split())
 
 

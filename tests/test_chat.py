@@ -230,7 +230,7 @@ def test_ctrl_c_stops_the_answer_then_quits_at_the_prompt():
 def test_generate_streams_the_greedy_tokens_and_reports_speed(capsys):
     model = minigptoss.load(minigptoss.TINY_WEIGHTS)
     expected = list(model.generate(ids("Hello"), max_new_tokens=40, stop_tokens=stop_tokens(TOK, include_end=True)))
-    assert main(["generate", "-p", "Hello", "--temp", "0", "-n", "40"]) == 0
+    assert main(["generate", "--weights", "tiny", "-p", "Hello", "--temp", "0", "-n", "40"]) == 0
     out, err = capsys.readouterr()
     assert out == "Hello" + visible(TOK.decode(expected)) + "\n"
     assert f"{len(expected)} new tokens" in err and "prefill 5 tokens" in err
@@ -238,7 +238,7 @@ def test_generate_streams_the_greedy_tokens_and_reports_speed(capsys):
 
 
 def test_generate_with_harmony_renders_a_user_message(capsys):
-    assert main(["generate", "--harmony", "-p", "Hi", "--temp", "0", "-n", "8", "--reasoning", "high"]) == 0
+    assert main(["generate", "--weights", "tiny", "--harmony", "-p", "Hi", "--temp", "0", "-n", "8", "--reasoning", "high"]) == 0
     out, err = capsys.readouterr()
     prompt = render_conversation([SystemMessage(reasoning_effort="high"), Message("user", "Hi")], TOK)
     assert f"prefill {len(prompt)} tokens" in err and "tok/s" in err and out
@@ -259,7 +259,7 @@ def chat_expected_display(user_text: str, max_tokens: int) -> tuple[str, int]:
 
 def test_chat_on_tiny_weights_with_piped_input(capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("hello\n/exit\n"))
-    assert main(["chat", "--temp", "0", "-n", "30"]) == 0
+    assert main(["chat", "--weights", "tiny", "--temp", "0", "-n", "30"]) == 0
     out, _ = capsys.readouterr()
     shown, count = chat_expected_display("hello", 30)
     assert ">>> hello\n" in out  # piped input is echoed
@@ -269,7 +269,7 @@ def test_chat_on_tiny_weights_with_piped_input(capsys, monkeypatch):
 
 
 def test_chat_exits_cleanly_at_end_of_input():
-    result = subprocess.run([sys.executable, "-m", "minigptoss", "chat"], input="", capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "minigptoss", "chat", "--weights", "tiny"], input="", capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and result.stdout.endswith(">>> \nbye\n") and result.stderr == ""
 
@@ -290,7 +290,7 @@ def test_bad_flags_are_one_line_and_status_2(capsys, argv, message):
 
 
 def test_bad_input_in_the_handlers_is_one_line_and_status_2(capsys, tmp_path):
-    assert main(["generate", "--reasoning", "high"]) == 2
+    assert main(["generate", "--weights", "tiny", "--reasoning", "high"]) == 2
     _, err = capsys.readouterr()
     assert "need --harmony" in err and err.count("\n") == 1
     assert main(["chat", "--weights", str(tmp_path)]) == 2

@@ -1,5 +1,6 @@
 """`minigptoss run`: the first command a newcomer types."""
 
+import pytest
 import numpy as np
 from rich.console import Console
 
@@ -8,7 +9,7 @@ from minigptoss.cli import DEFAULT_PROMPT, main
 
 
 def run(capsys, *argv):
-    status = main(["run", *argv])
+    status = main(["run", "--weights", "tiny", *argv])
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -132,20 +133,47 @@ def test_generate_prompt_sources_stops_and_candidates(capsys, tmp_path, monkeypa
 
     path = tmp_path / "prompt.txt"
     path.write_text("Hi")
-    assert main(["generate", "-f", str(path), "-n", "2", "--temp", "0", "--ignore-eos"]) == 0
+    assert main(["generate", "--weights", "tiny", "-f", str(path), "-n", "2", "--temp", "0", "--ignore-eos"]) == 0
     from_file = capsys.readouterr()
     assert from_file.out.startswith("Hi") and "2 new tokens" in from_file.err
     monkeypatch.setattr("sys.stdin", io.StringIO("Hi"))
-    assert main(["generate", "-p", "-", "-n", "2", "--temp", "0", "--ignore-eos", "--no-echo"]) == 0
+    assert main(["generate", "--weights", "tiny", "-p", "-", "-n", "2", "--temp", "0", "--ignore-eos", "--no-echo"]) == 0
     from_stdin = capsys.readouterr()
     assert from_stdin.out == from_file.out[2:]  # the same continuation, without the prompt
-    assert main(["generate", "--tokens", "72,105", "-n", "2", "--temp", "0", "--ignore-eos"]) == 0
+    assert main(["generate", "--weights", "tiny", "--tokens", "72,105", "-n", "2", "--temp", "0", "--ignore-eos"]) == 0
     assert capsys.readouterr().out == from_file.out
-    assert main(["generate", "-p", "Hi", "-n", "3", "--temp", "0", "--ignore-eos", "--show-probs", "2"]) == 0
+    assert main(["generate", "--weights", "tiny", "-p", "Hi", "-n", "3", "--temp", "0", "--ignore-eos", "--show-probs", "2"]) == 0
     lines = [line for line in capsys.readouterr().out.split("\n") if "[" in line]
     assert len(lines) == 3 and all(re.search(r"\[\*'.*' \d\.\d{3}\S* \| '.*' \d", line) for line in lines)
-    assert main(["generate", "-p", "Hi", "-n", "30", "--temp", "0", "--ignore-eos", "--stop", "x", "--stop", "\x0f"]) == 0
+    assert main(["generate", "--weights", "tiny", "-p", "Hi", "-n", "30", "--temp", "0", "--ignore-eos", "--stop", "x", "--stop", "\x0f"]) == 0
     stopped = re.search(r"(\d+) new tokens, stopped at stop text", capsys.readouterr().err)
     assert stopped and int(stopped.group(1)) < 30
-    assert main(["generate", "-f", str(tmp_path / "missing.txt")]) == 2
+    assert main(["generate", "--weights", "tiny", "-f", str(tmp_path / "missing.txt")]) == 2
     assert "missing.txt: cannot read it" in capsys.readouterr().err
+
+
+def test_the_commands_run_the_trained_models_by_default(capsys):
+    """run/step/generate: the sort model on its own prompt; generate --harmony and chat: the chat model, its
+    system message from defaults.json; the random model is one flag away (--weights tiny)."""
+    assert main(["generate", "--temp", "0"]) == 0
+    assert capsys.readouterr().out == "26023397=02233679<|return|>\n"
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny_weights/sort" in out and "0:2[50]" in out and "│    1 │  48 │ 0 " in out
+    assert main(["generate", "--harmony", "--temp", "0"]) == 0
+    assert capsys.readouterr().out.strip().endswith("...done thinking.\n\n02367")
+    assert main(["run", "--weights", "tiny"]) == 0
+    assert capsys.readouterr().out.startswith("minigptoss run on tiny: ")
+
+
+def test_defaults_json_is_checked_field_by_field(tmp_path):
+    from minigptoss.checkpoint import CheckpointError
+    from minigptoss.checkpoint.defaults import read_defaults
+
+    assert read_defaults(tmp_path).prompt is None  # no file: the commands' own defaults
+    for text, field in [('{"prompt": 3}', "'prompt'"), ('{"harmony": "yes"}', "'harmony'"),
+                        ('{"system": {"reasoning_effort": "max"}}', "'reasoning_effort'"),
+                        ('{"system": {"identity": "x"}}', "'identity'"), ('{"promt": "x"}', "'promt'"), ("[1]", "list")]:
+        (tmp_path / "defaults.json").write_text(text)
+        with pytest.raises(CheckpointError, match=field):
+            read_defaults(tmp_path)

@@ -19,7 +19,7 @@ PROMPT = "Hello, gpt!"  # 11 tokens: enough for the sliding window (8) to show, 
 
 
 def parse(*argv):
-    return build_parser().parse_args(["step", *argv])
+    return build_parser().parse_args(["step", "--weights", "tiny", *argv])
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -183,7 +183,7 @@ def top_level_svgs(page: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def session(model):
-    args = build_parser().parse_args(["step", "--tokens", ",".join(map(str, TOKENS))])
+    args = build_parser().parse_args(["step", "--weights", "tiny", "--tokens", ",".join(map(str, TOKENS))])
     return stepper.open_session(args, Console(file=None, record=True), model=model)
 
 
@@ -217,7 +217,7 @@ def test_the_report_is_one_well_formed_page_with_a_section_and_pictures_per_step
 
 def test_step_export_writes_index_html_and_prints_its_path(tmp_path, capsys):
     folder = tmp_path / "report"
-    status = main(["step", "--tokens", "72,101,108", "--only", "attn,output", "--export", str(folder)])
+    status = main(["step", "--weights", "tiny", "--tokens", "72,101,108", "--only", "attn,output", "--export", str(folder)])
     out, err = capsys.readouterr()
     assert status == 0, err
     page = (folder / "index.html").read_text(encoding="utf-8")
@@ -229,7 +229,7 @@ def test_step_export_writes_index_html_and_prints_its_path(tmp_path, capsys):
 def test_step_export_onto_a_file_is_one_line_and_status_2(tmp_path, capsys):
     target = tmp_path / "a_file"
     target.write_text("x")
-    assert main(["step", "--tokens", "72", "--export", str(target)]) == 2
+    assert main(["step", "--weights", "tiny", "--tokens", "72", "--export", str(target)]) == 2
     err = capsys.readouterr().err
     assert "--export" in err and "not a folder" in err and len(err.strip().splitlines()) == 1
 

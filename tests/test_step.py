@@ -17,7 +17,7 @@ def step_args(*argv):
     """Parsed `minigptoss step ...` arguments."""
     from minigptoss.cli import build_parser
 
-    return build_parser().parse_args(["step", *argv])
+    return build_parser().parse_args(["step", "--weights", "tiny", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -249,10 +249,10 @@ def test_break_only_and_bad_arguments(capsys):
     stepper.cmd_step(step_args("--no-pause", "--break", "blocks.3.attn", "--break", "blocks.1.attn",
                                "--only", "attn"), console)
     assert re.findall(r"step \d+/\d+ · (\S+)", console.export_text())[0] == "blocks.1.attn"  # the earliest
-    assert main(["step", "--no-pause", "--only", "nope"]) == 2
+    assert main(["step", "--weights", "tiny", "--no-pause", "--only", "nope"]) == 2
     assert "unknown piece 'nope'" in capsys.readouterr().err
-    assert main(["step", "--no-pause", "--break", "blocks.9"]) == 2
-    assert main(["step", "--no-pause", "--tokens", "72,105", "--only", "output"]) == 0
+    assert main(["step", "--weights", "tiny", "--no-pause", "--break", "blocks.9"]) == 2
+    assert main(["step", "--weights", "tiny", "--no-pause", "--tokens", "72,105", "--only", "output"]) == 0
     assert "after position 1 ('i')" in capsys.readouterr().out
 
 
@@ -268,5 +268,5 @@ def test_intervene_prints_each_step_beside_the_patched_runs(capsys):
     assert "sinks off" in header and "zero head 2 of layer 0" in header  # one column per run
     assert "p unpatched" in text and "p sinks off" in text  # and every run's final candidates
     assert max(len(line) for line in text.split("\n")) <= 100
-    assert main(["step", "--no-pause", "--intervene", "zero head 9 0"]) == 2
+    assert main(["step", "--weights", "tiny", "--no-pause", "--intervene", "zero head 9 0"]) == 2
     assert "layer 9 does not exist" in capsys.readouterr().err

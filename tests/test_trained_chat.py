@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 
 import minigptoss
+from minigptoss.cli.common import model_defaults
+from minigptoss.cli.talk import HarmonyTracker, final_answer, system_messages
+from minigptoss.text.harmony import Message, render_conversation, stop_tokens
 
 ROOT = Path(__file__).parent.parent
 CHAT_WEIGHTS = ROOT / "tiny_weights" / "chat"
@@ -75,21 +78,71 @@ def test_decoded_experts_give_the_same_logits():
     assert np.array_equal(model.forward(ids), fast.forward(ids))
 
 
+def chat_command_prompt(question: str) -> list[int]:
+    """The prompt `minigptoss chat` sends for a first question: its system message from the model's defaults.json
+    (cli.talk.system_messages), the user's message, rendered by text.harmony."""
+    system = system_messages(None, None, model_defaults(model))
+    return render_conversation([*system, Message("user", question)], tokenizer)
+
+
+def chat_command_reading(completion: list[int]) -> tuple[bool, str | None]:
+    """What the chat command makes of a completion: fed token by token to its HarmonyTracker (as the live display
+    does), -> (valid harmony: analysis then final, ending in <|return|>; the final answer it keeps)."""
+    tracker = HarmonyTracker(tokenizer)
+    for token in completion:
+        tracker.feed(token)
+    tracker.finish()
+    messages = tracker.parser.messages
+    valid = not tracker.broken and [(m.channel, m.end) for m in messages] == [("analysis", "<|end|>"),
+                                                                             ("final", "<|return|>")]
+    return valid, final_answer(tracker)
+
+
+def test_the_chat_command_builds_the_prompt_the_model_was_trained_on():
+    assert chat_command_prompt("sort 60237") == tasks.chat_prompt_ids("sort 60237")
+    assert stop_tokens(tokenizer) == STOP
+
+
 def test_held_out_questions_answered_in_harmony():
-    """The first 100 held-out questions (tools/train/train.py reports all 200)."""
-    valid, right = tasks.chat_scores(fast, tasks.chat_held_out()[:100])
-    assert valid >= 0.99 and right >= 0.95, (valid, right)
+    """100 held-out questions through the chat command's prompt, stop tokens and parser. Completions are greedy;
+    tasks.greedy_completion gives exactly what model.generate gives (one teacher-forced pass, decoding for real
+    from the first token that differs: checked below against model.generate)."""
+    questions = tasks.chat_held_out()[:100]
+    valid = right = 0
+    for q in questions:
+        completion = tasks.greedy_completion(fast, chat_command_prompt(q), tasks.chat_completion_ids(q), STOP, 80)
+        ok, answer = chat_command_reading(completion)
+        valid, right = valid + ok, right + (answer == tasks.chat_answer(q))
+    assert valid / len(questions) >= 0.99 and right / len(questions) >= 0.95, (valid, right)
+
+
+def test_the_chat_command_answers_for_real():
+    """Two turns of `chat_loop` itself (KV cache kept across turns), greedy, on held-out questions."""
+    import io
+
+    from rich.console import Console
+
+    from minigptoss.cli.chat import chat_loop
+    from minigptoss.cli.talk import Out, Sampling
+
+    q1, q2 = tasks.chat_held_out()[:2]
+    lines = iter([q1, q2, "/exit"])
+    file = io.StringIO()
+    chat_loop(model, tokenizer, Sampling(80, temperature=0.0), Out(Console(file=file, width=120)),
+              lambda prompt: next(lines), system_messages(None, None, model_defaults(model)))
+    shown = file.getvalue()
+    assert shown.count("Thinking...") == 2 and shown.count("stopped at <|return|>") == 2
+    assert tasks.chat_answer(q1) in shown and tasks.chat_answer(q2) in shown
+    assert "more cached" in shown  # the second turn prefilled only what the cache did not hold
 
 
 def test_generate_matches_shortcut_and_parses():
     """A few completions generated for real, token by token with the KV cache, as `minigptoss chat` does."""
     for q in [tasks.CHAT_DEFAULT_QUESTION, *tasks.chat_held_out()[:2]]:
-        prompt = tasks.chat_prompt_ids(q)
+        prompt = chat_command_prompt(q)
         real = [int(t) for t in model.generate(prompt, max_new_tokens=80, temperature=0.0, stop_tokens=STOP)]
         assert real == tasks.greedy_completion(model, prompt, tasks.chat_completion_ids(q), STOP, 80)
-        assert tasks.check_chat_completion(q, real) == (True, True), tokenizer.decode(real)
-        messages = tasks.parse_completion(real, tokenizer)
-        assert [(m.channel, m.end) for m in messages] == [("analysis", "<|end|>"), ("final", "<|return|>")]
+        assert chat_command_reading(real) == (True, tasks.chat_answer(q)), tokenizer.decode(real)
 
 
 def test_checkpoint_is_small():

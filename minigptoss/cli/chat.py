@@ -18,25 +18,27 @@ import sys
 from rich.console import Console
 
 from ..text.harmony import Message, render_conversation
-from .common import add_model_arguments, get_tokenizer, load_model
-from .talk import (CHAT_COMMANDS, CHAT_MAX_TOKENS, DEFAULT_REASONING, Out, Sampling, Stats, add_sampling_flags,
+from .common import CHAT_WEIGHTS, add_model_arguments, get_tokenizer, load_model, model_defaults
+from .talk import (CHAT_COMMANDS, CHAT_MAX_TOKENS, Out, Sampling, Stats, add_sampling_flags,
                    final_answer, run_turn, system_messages)
 
 
 def cmd_chat(args, console: Console, read_line=None) -> None:
     """`minigptoss chat`: load the model and talk to it until /exit, /quit, Ctrl-D or Ctrl-C."""
     sampling = Sampling.from_args(args)
-    model, path = load_model(args.weights, console)
+    model, path = load_model(args.weights, console, default=CHAT_WEIGHTS)
     tokenizer = get_tokenizer(model.config.vocab_size)
+    defaults = model_defaults(model)
+    system = system_messages(args.reasoning, args.system, defaults)
     out = Out(console)
     out.write(f"minigptoss chat on {path}: {model.config.num_hidden_layers} layers, vocabulary "
-              f"{model.config.vocab_size}, reasoning {args.reasoning}, {sampling.describe()}\n", "bold")
-    if tokenizer.n_vocab != 201088:
+              f"{model.config.vocab_size}, reasoning {system[0].reasoning_effort}, {sampling.describe()}\n", "bold")
+    if tokenizer.n_vocab != 201088 and not defaults.harmony:
         out.write("This is a tiny model with random weights: expect gibberish, often not even valid harmony.\n",
                   "dim")
     out.write(f"Type a message; {CHAT_COMMANDS}.\n", "dim")
     chat_loop(model, tokenizer, sampling, out, read_line or terminal_reader(console),
-              system_messages(args.reasoning, args.system))
+              system)
 
 
 def terminal_reader(console: Console):
@@ -162,5 +164,5 @@ def add_chat_parser(commands) -> None:
                     "and decode speed in tokens/s. The KV cache persists across turns: only what it does not hold is "
                     "prefilled.")
     add_model_arguments(chat, prompt=False)
-    add_sampling_flags(chat, CHAT_MAX_TOKENS, reasoning_default=DEFAULT_REASONING)
+    add_sampling_flags(chat, CHAT_MAX_TOKENS)
     chat.set_defaults(handler=cmd_chat)

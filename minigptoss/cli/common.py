@@ -21,10 +21,14 @@ from rich.text import Text
 import minigptoss
 from .. import inspector
 from ..checkpoint import memory_estimate
+from ..checkpoint.defaults import ModelDefaults, read_defaults
 from ..errors import MinigptossError
+from ..text.harmony import Message, SystemMessage, render_conversation
 from ..text.tokenizer import tokenizer_for
 
-DEFAULT_PROMPT = "Hello, gpt-oss! What is 2 + 2?"
+DEFAULT_PROMPT = "Hello, gpt-oss! What is 2 + 2?"  # for a model whose folder names no prompt (defaults.json)
+DEFAULT_WEIGHTS = "sort"  # the bundled tiny model trained to sort digits and repeat letters; "tiny": the random one
+CHAT_WEIGHTS = "chat"  # the bundled tiny model trained to answer in harmony (chat, generate --harmony)
 
 
 class UsageError(MinigptossError):
@@ -38,8 +42,9 @@ def parse_token_ids(text: str) -> list[int]:
         raise UsageError(f"--tokens expects comma-separated integer ids, got {text!r}") from None
 
 
-def load_model(weights, console: Console):
-    path = weights or minigptoss.bundled("tiny")
+def load_model(weights, console: Console, default: str = DEFAULT_WEIGHTS):
+    """The model of --weights, or the bundled `default`; -> (model, path)."""
+    path = weights or minigptoss.bundled(default)
     with console.status(f"loading {path}"):
         model = minigptoss.load(path)
     if model.checkpoint is not None and model.checkpoint.file_bytes > 2**30:  # a real-sized model: say what it costs
@@ -221,10 +226,20 @@ def get_tokenizer(vocab_size: int):
     return tokenizer_for(vocab_size)
 
 
-def prompt_tokens(args, tokenizer) -> list[int]:
+def model_defaults(model) -> ModelDefaults:
+    """What the model's folder says about talking to it (defaults.json: its prompt, harmony, system message)."""
+    return read_defaults(model.checkpoint.folder) if model.checkpoint is not None else ModelDefaults()
+
+
+def prompt_tokens(args, tokenizer, defaults: ModelDefaults = ModelDefaults()) -> list[int]:
+    """--tokens, else -p TEXT, else the model's own prompt (defaults.json), else DEFAULT_PROMPT; a model trained
+    on harmony gets the text as the user's message of a conversation with its system message."""
     if args.tokens is not None:
         return parse_token_ids(args.tokens)
-    return tokenizer.encode(args.prompt if args.prompt is not None else DEFAULT_PROMPT, allowed_special="all")
+    text = args.prompt if args.prompt is not None else defaults.prompt or DEFAULT_PROMPT
+    if defaults.harmony:
+        return render_conversation([SystemMessage(**defaults.system), Message("user", text)], tokenizer)
+    return tokenizer.encode(text, allowed_special="all")
 
 
 def positive_int(text: str) -> int:
@@ -247,8 +262,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 def add_model_arguments(parser: argparse.ArgumentParser, prompt: bool = True) -> None:
     """--weights DIR, and (with prompt) -p/--prompt TEXT or --tokens 1,2,3: the arguments of run, step, generate."""
-    parser.add_argument("--weights", metavar="DIR", help="checkpoint folder (default: the bundled tiny_weights)")
+    parser.add_argument("--weights", metavar="DIR", help="checkpoint folder, or a bundled model: sort (the default: "
+                        f"trained to sort digits), chat (trained to answer in harmony), tiny (random weights)")
     if prompt:
         source = parser.add_mutually_exclusive_group()
-        source.add_argument("-p", "--prompt", help=f"prompt text (default: {DEFAULT_PROMPT!r})")
+        source.add_argument("-p", "--prompt", help="prompt text (default: the model's own, from its defaults.json; "
+                                                   "'26023397=' for sort)")
         source.add_argument("--tokens", help="prompt as comma-separated token ids instead of text")

@@ -15,26 +15,28 @@ from ..views.capture import capture
 from ..views.summary import probability_text, token_text
 
 from ..text.harmony import Message, render_conversation, stop_tokens
-from .common import (DEFAULT_PROMPT, UsageError, add_model_arguments, get_tokenizer, load_model, parse_token_ids,
-                     positive_int)
-from .talk import (DEFAULT_REASONING, GENERATE_MAX_TOKENS, Out, Sampling, Stats, StreamDecoder, add_sampling_flags,
+from .common import (CHAT_WEIGHTS, DEFAULT_PROMPT, DEFAULT_WEIGHTS, UsageError, add_model_arguments, get_tokenizer,
+                     load_model, model_defaults, parse_token_ids, positive_int)
+from .talk import (GENERATE_MAX_TOKENS, Out, Sampling, Stats, StreamDecoder, add_sampling_flags,
                    run_turn, stop_name, system_messages, timed)
 
 
 def cmd_generate(args, console: Console) -> None:
     """`minigptoss generate`: stream a continuation of the prompt; timing on stderr."""
+    sampling = Sampling.from_args(args)
+    model, _ = load_model(args.weights, console, default=CHAT_WEIGHTS if args.harmony else DEFAULT_WEIGHTS)
+    tokenizer = get_tokenizer(model.config.vocab_size)
+    defaults = model_defaults(model)
+    args.harmony = args.harmony or defaults.harmony  # a model trained on harmony is always spoken to in it
     if not args.harmony and (args.reasoning is not None or args.system is not None):
         raise UsageError("--reasoning/--system need --harmony: a raw prompt has no system message")
-    sampling = Sampling.from_args(args)
-    model, _ = load_model(args.weights, console)
-    tokenizer = get_tokenizer(model.config.vocab_size)
-    text = prompt_text(args)
+    text = prompt_text(args, defaults)
     out, errors = Out(console), Console(stderr=True, highlight=False)
     if args.tokens is not None:
         prompt = parse_token_ids(args.tokens)
         text = tokenizer.decode(prompt)
     elif args.harmony:
-        conversation = [*system_messages(args.reasoning or DEFAULT_REASONING, args.system), Message("user", text)]
+        conversation = [*system_messages(args.reasoning, args.system, defaults), Message("user", text)]
         prompt = render_conversation(conversation, tokenizer)
     else:
         prompt = tokenizer.encode(text, allowed_special="all")
@@ -56,8 +58,9 @@ def cmd_generate(args, console: Console) -> None:
     errors.print(stats.summary(), style="dim", markup=False, soft_wrap=True)
 
 
-def prompt_text(args) -> str:
-    """The prompt: -p TEXT, -p - (standard input), -f FILE, else the default."""
+def prompt_text(args, defaults) -> str:
+    """The prompt: -p TEXT, -p - (standard input), -f FILE, else the model's own (defaults.json), else the
+    default."""
     if args.file is not None:
         try:
             with open(args.file, encoding="utf-8") as file:
@@ -68,7 +71,7 @@ def prompt_text(args) -> str:
             raise UsageError(f"-f {args.file}: not UTF-8 text") from None
     if args.prompt == "-":
         return sys.stdin.read()
-    return args.prompt if args.prompt is not None else DEFAULT_PROMPT
+    return args.prompt if args.prompt is not None else defaults.prompt or DEFAULT_PROMPT
 
 
 def stream_raw(model, tokenizer, prompt: list[int], sampling: Sampling, out: Out, stats: Stats, stops=(),
@@ -135,5 +138,5 @@ def add_generate_parser(commands) -> None:
     generate.add_argument("--harmony", "--chat-format", dest="harmony", action="store_true",
                           help="wrap the prompt as a harmony user message (system message, --system) and show "
                                "the analysis and final channels, like one turn of `chat`")
-    add_sampling_flags(generate, GENERATE_MAX_TOKENS, reasoning_default=None)
+    add_sampling_flags(generate, GENERATE_MAX_TOKENS, harmony_only=True)
     generate.set_defaults(handler=cmd_generate)

@@ -11,7 +11,7 @@ from rich.console import Console
 import minigptoss
 from ..views.summary import layers_table, router_table, tokens_view, top_tokens_table
 from .common import (PassProgress, add_model_arguments, closed_pipe_is_fine, get_tokenizer, load_model,
-                     positive_int, prompt_tokens)
+                     model_defaults, positive_int, prompt_tokens)
 
 
 def cmd_run(args, console: Console) -> None:
@@ -22,7 +22,7 @@ def cmd_run(args, console: Console) -> None:
 def run(args, console: Console) -> None:
     model, path = load_model(args.weights, console)
     tokenizer = get_tokenizer(model.config.vocab_size)
-    tokens = prompt_tokens(args, tokenizer)
+    tokens = prompt_tokens(args, tokenizer, model_defaults(model))
     console.print(f"[bold]minigptoss run[/] on {path}: {model.config.num_hidden_layers} layers, "
                   f"{model.config.num_experts} experts (top-{model.config.experts_per_token}), "
                   f"vocabulary {model.config.vocab_size}")

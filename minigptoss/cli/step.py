@@ -32,8 +32,8 @@ import minigptoss
 from ..model import check_tokens
 from ..views.report import report_html
 from ..views.steps import render_step, step_body, step_title, where_text
-from .common import (BackgroundPass, UsageError, add_model_arguments, closed_pipe_is_fine, get_tokenizer,
-                     positive_int, prompt_tokens)
+from .common import (DEFAULT_WEIGHTS, BackgroundPass, UsageError, add_model_arguments, closed_pipe_is_fine,
+                     get_tokenizer, model_defaults, positive_int, prompt_tokens)
 from .navigation import (PIECES, Navigator, Step, all_steps, break_indices, build_steps,  # noqa: F401 (re-exported)
                          find_break, parse_layers, parse_pieces, select_steps, start_index)
 
@@ -77,12 +77,12 @@ class Session:
 def open_session(args, console: Console, model=None, wait: bool = True) -> Session:
     """Load the checkpoint, tokenize the prompt, and start the forward pass under `capture()` in a thread.
     With `wait`, return once the pass is over (its error, if any, raised here)."""
-    path = args.weights or minigptoss.bundled("tiny")
+    path = args.weights or minigptoss.bundled(DEFAULT_WEIGHTS)
     if model is None:
         with console.status(f"loading {path}"):
             model = minigptoss.load(path)
     tokenizer = get_tokenizer(model.config.vocab_size)
-    tokens = [int(t) for t in check_tokens(prompt_tokens(args, tokenizer), model.config.vocab_size)]
+    tokens = [int(t) for t in check_tokens(prompt_tokens(args, tokenizer, model_defaults(model)), model.config.vocab_size)]
     run = BackgroundPass(model, tokens).start()
     session = Session(model, tokenizer, tokens, run.cache, str(path), run)
     if wait:

@@ -310,22 +310,26 @@ def final_answer(tracker: HarmonyTracker) -> str | None:
     return finals[-1] if finals else None
 
 
-def system_messages(reasoning: str, instructions: str | None) -> list:
-    """The system message (with the reasoning effort) and, with --system, a developer message."""
-    messages = [SystemMessage(reasoning_effort=reasoning)]
+def system_messages(reasoning: str | None, instructions: str | None, defaults=None) -> list:
+    """The system message and, with --system, a developer message. The system message is the model's own
+    (`defaults.system` from its defaults.json) if it has one, else harmony's; --reasoning replaces its effort."""
+    fields = dict(defaults.system) if defaults is not None else {}
+    if reasoning is not None or "reasoning_effort" not in fields:
+        fields["reasoning_effort"] = reasoning or DEFAULT_REASONING
+    messages = [SystemMessage(**fields)]
     return messages + [DeveloperMessage(instructions)] if instructions else messages
 
 
 # ---------------------------------------------------------------- arguments
 
 
-def add_sampling_flags(parser: argparse.ArgumentParser, max_tokens: int, reasoning_default: str | None) -> None:
+def add_sampling_flags(parser: argparse.ArgumentParser, max_tokens: int, harmony_only: bool = False) -> None:
+    only = "; only with --harmony (or a model that speaks harmony)" if harmony_only else ""
     parser.add_argument("--system", "--developer", dest="system", metavar="TEXT",
-                        help="instructions for the model (harmony puts them in the developer message)"
-                             + ("; only with --harmony" if reasoning_default is None else ""))
-    parser.add_argument("--reasoning", choices=REASONING_EFFORTS, default=reasoning_default,
-                        help="reasoning effort in the system message (default: medium)"
-                             + ("; only with --harmony" if reasoning_default is None else ""))
+                        help="instructions for the model (harmony puts them in the developer message)" + only)
+    parser.add_argument("--reasoning", choices=REASONING_EFFORTS, default=None,
+                        help=f"reasoning effort in the system message (default: the model's own, from its "
+                             f"defaults.json, else {DEFAULT_REASONING})" + only)
     parser.add_argument("-n", "--max-tokens", type=max_tokens_arg, default=max_tokens, metavar="N",
                         help=f"stop after N new tokens, -1 for no limit (default: {max_tokens}; a pure-NumPy "
                              "forward pass is slow on the real models)")
