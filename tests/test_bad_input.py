@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import minigptoss
+from helpers import refused
 from minigptoss import cli
 from minigptoss.checkpoint import CheckpointError, write_hf_checkpoint
 from minigptoss.cli import UsageError, main
@@ -33,15 +34,6 @@ def tiny_copy(tmp_path):
     folder = tmp_path / "tiny"
     shutil.copytree(minigptoss.TINY_WEIGHTS, folder)
     return folder
-
-
-def refused(kind, path, *needles) -> str:
-    """load(path) raises `kind` with a one-line message holding every needle."""
-    with pytest.raises(kind) as caught:
-        minigptoss.load(path)
-    message = str(caught.value)
-    assert "\n" not in message and all(needle in message for needle in needles), message
-    return message
 
 
 def rewrite_header(path: Path, edit) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import minigptoss
+from helpers import refused
 from minigptoss.checkpoint import hf
 from minigptoss.checkpoint import (CheckpointError, header_bytes, memory_estimate, open_checkpoint,
                                    write_hf_checkpoint, write_safetensors_stream)
@@ -25,14 +26,6 @@ EXPECTED = TINY_MODEL.forward(PROMPT)
 def rss_bytes() -> int:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
-
-
-def one_line_error(kind, path, *needles) -> str:
-    with pytest.raises(kind) as caught:
-        minigptoss.load(path)
-    message = str(caught.value)
-    assert "\n" not in message and all(needle in message for needle in needles), message
-    return message
 
 
 # -- every layout gives the same model -------------------------------------------------------------------------
@@ -261,7 +254,7 @@ def rewrite_header(path: Path, edit) -> None:
 def test_truncated_file(tiny_copy):
     path = tiny_copy / "model.safetensors"
     path.write_bytes(path.read_bytes()[:-1000])
-    one_line_error(CheckpointError, tiny_copy, str(path), "unembedding.weight", "truncated")
+    refused(CheckpointError, tiny_copy, str(path), "unembedding.weight", "truncated")
 
 
 def test_header_lying_about_offsets(tiny_copy):
@@ -270,31 +263,31 @@ def test_header_lying_about_offsets(tiny_copy):
     def overlap(header):  # the sinks start 2 bytes early, inside the tensor before them
         header["block.0.attn.sinks"]["data_offsets"] = [n - 2 for n in header["block.0.attn.sinks"]["data_offsets"]]
     rewrite_header(path, overlap)
-    one_line_error(CheckpointError, tiny_copy, str(path), "overlap")
+    refused(CheckpointError, tiny_copy, str(path), "overlap")
 
 
 def test_header_lying_about_a_dtype_size(tiny_copy):
     path = tiny_copy / "model.safetensors"
     rewrite_header(path, lambda header: header["norm.scale"].update(dtype="F32"))
-    one_line_error(CheckpointError, tiny_copy, str(path), "'norm.scale'", "needs")
+    refused(CheckpointError, tiny_copy, str(path), "'norm.scale'", "needs")
 
 
 def test_header_with_a_dtype_the_config_does_not_imply(tiny_copy):
     path = tiny_copy / "model.safetensors"
     rewrite_header(path, lambda header: header["norm.scale"].update(dtype="F16"))  # same byte count as BF16
-    one_line_error(CheckpointError, tiny_copy, str(path), "'norm.scale' is F16 [64]", "implies BF16 [64]")
+    refused(CheckpointError, tiny_copy, str(path), "'norm.scale' is F16 [64]", "implies BF16 [64]")
 
 
 def test_config_with_fewer_layers_than_the_tensors(tiny_copy):
     config = json.loads((tiny_copy / "config.json").read_text())
     (tiny_copy / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}))
-    one_line_error(CheckpointError, tiny_copy, "unexpected tensor 'block.3.", "num_hidden_layers")
+    refused(CheckpointError, tiny_copy, "unexpected tensor 'block.3.", "num_hidden_layers")
 
 
 def test_config_with_another_hidden_size(tiny_copy):
     config = json.loads((tiny_copy / "config.json").read_text())
     (tiny_copy / "config.json").write_text(json.dumps({**config, "hidden_size": 96}))
-    one_line_error(CheckpointError, tiny_copy, "'embedding.weight' is BF16 [320, 64]", "implies BF16 [320, 96]",
+    refused(CheckpointError, tiny_copy, "'embedding.weight' is BF16 [320, 64]", "implies BF16 [320, 96]",
                    str(tiny_copy / "config.json"))
 
 
@@ -303,14 +296,14 @@ def test_hf_config_disagreeing_with_the_tensors(layouts, tmp_path):
     shutil.copytree(layouts / "hf", folder)
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "num_local_experts": 4}))
-    one_line_error(CheckpointError, folder, "model.layers.0.mlp.router.weight", "implies BF16 or F32 [4, 64]")
+    refused(CheckpointError, folder, "model.layers.0.mlp.router.weight", "implies BF16 or F32 [4, 64]")
 
 
 def test_index_naming_a_missing_shard(layouts, tmp_path):
     folder = tmp_path / "hf"
     shutil.copytree(layouts / "hf", folder)
     (folder / "model-00001-of-00002.safetensors").unlink()
-    one_line_error(CheckpointError, folder, "model.safetensors.index.json", "model-00001-of-00002.safetensors")
+    refused(CheckpointError, folder, "model.safetensors.index.json", "model-00001-of-00002.safetensors")
 
 
 def test_missing_tensor_in_hf_layout(layouts, tmp_path):
@@ -318,19 +311,19 @@ def test_missing_tensor_in_hf_layout(layouts, tmp_path):
     shutil.copytree(layouts / "hf_single", folder)
     path = folder / "model.safetensors"
     rewrite_header(path, lambda header: header.pop("model.layers.1.self_attn.sinks"))
-    one_line_error(CheckpointError, folder, "'model.layers.1.self_attn.sinks' is missing")
+    refused(CheckpointError, folder, "'model.layers.1.self_attn.sinks' is missing")
 
 
 def test_original_config_with_hf_files_says_so(layouts, tmp_path):
     folder = tmp_path / "mixed"
     shutil.copytree(layouts / "hf_single", folder)
     shutil.copy(minigptoss.TINY_WEIGHTS / "config.json", folder / "config.json")
-    one_line_error(CheckpointError, folder, "'embedding.weight' is missing", "Hugging Face names")
+    refused(CheckpointError, folder, "'embedding.weight' is missing", "Hugging Face names")
 
 
 def test_not_a_checkpoint(tmp_path):
-    one_line_error(CheckpointError, tmp_path / "nowhere", "no such folder")
-    one_line_error(CheckpointError, tmp_path, "no config.json")
+    refused(CheckpointError, tmp_path / "nowhere", "no such folder")
+    refused(CheckpointError, tmp_path, "no config.json")
 
 
 def test_header_bytes_are_what_write_safetensors_writes(tmp_path):

@@ -7,7 +7,6 @@ Completions are greedy, with harmony's stop tokens (<|return|>, <|call|>) as the
 The task module (tools/train/tasks.py, pure Python, no torch) is imported by path.
 """
 
-import importlib.util
 import json
 import random
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import minigptoss
+from helpers import train_tasks
 from minigptoss.cli.common import model_defaults
 from minigptoss.cli.talk import HarmonyTracker, final_answer, system_messages
 from minigptoss.text.harmony import Message, render_conversation, stop_tokens
@@ -23,14 +23,7 @@ ROOT = Path(__file__).parent.parent
 CHAT_WEIGHTS = ROOT / "tiny_weights" / "chat"
 
 
-def load_tasks():
-    spec = importlib.util.spec_from_file_location("train_tasks", ROOT / "tools" / "train" / "tasks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tasks = load_tasks()
+tasks = train_tasks()
 model = minigptoss.load(CHAT_WEIGHTS)
 fast = tasks.decoded(model)  # experts decoded once: bit-identical logits (checked below), 2x faster
 tokenizer = tasks.tokenizer()

@@ -5,26 +5,19 @@ Its tasks (tools/train/tasks.py, imported by path: pure Python, no torch): 8 dig
 with a fixed seed, and the training generator rejects every one of them.
 """
 
-import importlib.util
 import random
 from pathlib import Path
 
 import numpy as np
 
 import minigptoss
+from helpers import train_tasks
 
 ROOT = Path(__file__).parent.parent
 SORT_WEIGHTS = ROOT / "tiny_weights" / "sort"
 
 
-def load_tasks():
-    spec = importlib.util.spec_from_file_location("train_tasks", ROOT / "tools" / "train" / "tasks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tasks = load_tasks()
+tasks = train_tasks()
 model = minigptoss.load(SORT_WEIGHTS)
 fast = tasks.decoded(model)  # experts decoded once: bit-identical logits (checked below), 2x faster
 
