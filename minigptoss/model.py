@@ -33,7 +33,7 @@ from .swiglu import swiglu
 
 
 class Model:
-    """A gpt-oss model: its config and its tensors (original names; see `weights.py`)."""
+    """A gpt-oss model: its config and its tensors (original names; see `checkpoint/tensors.py`)."""
 
     def __init__(self, config: Config, weights: dict[str, np.ndarray], checkpoint=None):
         """weights: a mapping from the original names to float32 arrays (MXFP4 experts as their uint8 blocks and
