@@ -88,6 +88,17 @@ def init_std(name: str, config: Config) -> tuple[float, float]:
     return 0.0, (3.0 if "mlp1_weight" in name else 1.0) * H ** -0.5
 
 
+def encode_in_chunks(values: np.ndarray, rows: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """encode_mxfp4 of (..., K) float32, a chunk of rows at a time: the same bytes (every block is encoded on its
+    own), ~3x sooner at gpt-oss's sizes because the temporaries stay small.  -> (..., K/32, 16), (..., K/32)"""
+    flat = values.reshape(-1, values.shape[-1])  # (R, K)
+    blocks = np.empty((len(flat), flat.shape[1] // BLOCK_SIZE, BYTES_PER_BLOCK), dtype=np.uint8)  # (R, K/32, 16)
+    scales = np.empty(blocks.shape[:2], dtype=np.uint8)  # (R, K/32)
+    for start in range(0, len(flat), rows):
+        blocks[start:start + rows], scales[start:start + rows] = encode_mxfp4(flat[start:start + rows])
+    return blocks.reshape(*values.shape[:-1], *blocks.shape[1:]), scales.reshape(*values.shape[:-1], -1)
+
+
 def random_weights(config: Config, seed: int) -> dict[str, np.ndarray]:
     """Deterministic random tensors for `config`: bf16-exact float32 for BF16 tensors, uint8 for MXFP4 parts."""
     rng = np.random.default_rng(seed)
@@ -99,7 +110,7 @@ def random_weights(config: Config, seed: int) -> dict[str, np.ndarray]:
         if name.endswith(".blocks"):
             full_shape = (*shape[:-2], shape[-2] * BLOCK_SIZE)  # (E, out, in)
             values = rng.standard_normal(full_shape, dtype=np.float32) * np.float32(std)
-            weights[name], weights[name.replace(".blocks", ".scales")] = encode_mxfp4(values)
+            weights[name], weights[name.replace(".blocks", ".scales")] = encode_in_chunks(values)
         else:
             values = np.float32(mean) + rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
             weights[name] = round_to_bf16(values)
