@@ -8,7 +8,7 @@ traceback. It subclasses ValueError so that `except ValueError` in callers keeps
 
     MinigptossError
       ConfigError       config.py           a config.json or Config value
-      CheckpointError   checkpoint/files.py a checkpoint file or folder, or MINIGPTOSS_CACHE_GIB
+      CheckpointError   checkpoint/files.py a checkpoint file or folder, or its defaults.json
       TokenError        model.py            token ids: not 1-D integers, or outside the vocabulary
       SamplingError     sampling.py         generation settings (temperature, top_p, ...)
       SettingError      environment.py      an environment variable (MINIGPTOSS_THREADS, MINIGPTOSS_CACHE_GIB)

@@ -111,7 +111,7 @@ class Capture(Mapping):
         """Head h's slice of a per-head tensor: probs/scores (nq, T, Tk) -> (T, Tk); q, q_rot (T, nq, d) -> (T, d);
         z (T, nq d) -> (T, d); sink_mass (nq, T) -> (T,); k, k_rot, v (T, nkv, d): h is a key/value head."""
         name = from_transformer_lens(name)
-        value, dims = self[name], declared(name).shape.split(" bool")[0].strip("()").split(", ")
+        value, dims = self[name], declared(name).dims
         if "nq d" in dims:  # z (T, nq d): split the heads apart with nq from a per-head tensor of the layer
             value, dims = value.reshape(value.shape[0], self._num_heads(name), -1), ["T", "nq", "d"]
         axes = [i for i, dim in enumerate(dims) if dim in ("nq", "nkv")]

@@ -271,7 +271,7 @@ def zero_head(layer: int, head: int, positions: Iterable[int] | None = None) -> 
 
 def _token_axis(name: str) -> int:
     """Which axis of a recorded tensor is T (the tokens of the pass), from names.py's declared shape."""
-    return declared(name).shape.split(" bool")[0].strip("()").split(", ").index("T")
+    return declared(name).dims.index("T")
 
 
 def patch_from(source: Capture, names: str | Iterable[str] = "*",

@@ -45,6 +45,12 @@ class Intermediate:
     meaning: str
     step: str  # the debugger step that shows it ("N" as in name)
 
+    @property
+    def dims(self) -> tuple[str, ...]:
+        """The shape's dimension names: "(nq, T, Tk)" -> ("nq", "T", "Tk"); "(T,)" -> ("T",); "(T, Tk) bool" ->
+        ("T", "Tk")."""
+        return tuple(dim.strip() for dim in self.shape.split(" bool")[0].strip("()").split(",") if dim.strip())
+
 
 def _declare(step: str, *rows: tuple[str, str, str]) -> list[Intermediate]:
     return [Intermediate(name, shape, meaning, step) for name, shape, meaning in rows]
@@ -144,10 +150,6 @@ def recorded_names(num_layers: int) -> list[str]:
 
 def declared(name: str) -> Intermediate:
     """The declaration of a concrete recorded name (`blocks.3.attn.probs` -> blocks.N.attn.probs's)."""
-    parts = name.split(".")
-    if len(parts) > 1 and parts[0] == "blocks" and parts[1].isdigit():
-        parts[1] = "N"
-    try:
-        return BY_NAME[".".join(parts)]
-    except KeyError:
-        raise KeyError(f"{name!r} is not a recorded intermediate (see minigptoss/names.py)") from None
+    if not is_declared(name):
+        raise KeyError(f"{name!r} is not a recorded intermediate (see minigptoss/names.py)")
+    return BY_NAME[_template(name)[0]]

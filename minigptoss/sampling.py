@@ -87,4 +87,3 @@ def generate(model, tokens, max_new_tokens: int = 64, temperature: float = 0.0, 
         if token in stop:
             return
         logits = model.forward([token], cache)[-1]  # one new position
-

@@ -2,8 +2,12 @@
 one BLAS thread per pytest-xdist worker."""
 
 import os
+import shutil
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+import minigptoss
 
 settings.register_profile("default", max_examples=25, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -18,3 +22,14 @@ def pytest_configure(config):
     A run with -n 0 keeps the machine's default. This is the test runner's setting, never the package's."""
     if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def tiny_copy(tmp_path):
+    """A copy of the random tiny model's folder (config.json + model.safetensors, not the trained subfolders)."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    for path in minigptoss.TINY_WEIGHTS.iterdir():
+        if path.is_file():
+            shutil.copy(path, folder / path.name)
+    return folder

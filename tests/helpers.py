@@ -1,6 +1,7 @@
 """Helpers shared by several test modules (pytest puts tests/ on sys.path, so `from helpers import ...` works)."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,14 @@ def refused(kind, path, *needles) -> str:
     message = str(caught.value)
     assert "\n" not in message and all(needle in message for needle in needles), message
     return message
+
+
+def rewrite_header(path: Path, edit) -> None:
+    """Replace a safetensors file's header by edit(header): the edited dict, or raw bytes if edit returns bytes;
+    the data section is kept (its offsets are relative to its own start, so the header may grow or shrink)."""
+    data = path.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    text = edit(header)
+    text = text if isinstance(text, bytes) else json.dumps(header, separators=(",", ":")).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + length:])

@@ -4,7 +4,6 @@ command line prints it as one line (exit 2); a bug keeps its traceback; Ctrl-C i
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -17,8 +16,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import minigptoss
-from helpers import refused
-from minigptoss import cli
+from helpers import refused, rewrite_header
 from minigptoss.checkpoint import CheckpointError, write_hf_checkpoint
 from minigptoss.cli import UsageError, main
 from minigptoss.config import TINY, Config, ConfigError
@@ -27,23 +25,6 @@ from minigptoss.rope import concentration, inverse_frequencies
 from minigptoss.views.tensor import heatmap, sparkline
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def tiny_copy(tmp_path):
-    folder = tmp_path / "tiny"
-    shutil.copytree(minigptoss.TINY_WEIGHTS, folder)
-    return folder
-
-
-def rewrite_header(path: Path, edit) -> None:
-    """Replace a safetensors file's header by edit(header) (a dict, or raw bytes), keeping the data section."""
-    data = path.read_bytes()
-    length = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + length])
-    text = edit(header)
-    text = text if isinstance(text, bytes) else json.dumps(header, separators=(",", ":")).encode()
-    path.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + length:])
 
 
 # -- the project's own error type, and the CLI that prints only it ----------------------------------------------

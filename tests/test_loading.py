@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import minigptoss
-from helpers import refused
+from helpers import refused, rewrite_header
 from minigptoss.checkpoint import hf
 from minigptoss.checkpoint import (CheckpointError, header_bytes, memory_estimate, open_checkpoint,
                                    write_hf_checkpoint, write_safetensors_stream)
@@ -232,24 +232,6 @@ def test_saving_a_loaded_model_writes_the_same_bytes(tmp_path):
 
 
 # -- one clear error per broken checkpoint -------------------------------------------------------------------------
-
-@pytest.fixture
-def tiny_copy(tmp_path):
-    folder = tmp_path / "tiny"
-    shutil.copytree(minigptoss.TINY_WEIGHTS, folder)
-    return folder
-
-
-def rewrite_header(path: Path, edit) -> None:
-    """Apply edit(header dict) to a safetensors file's header, keeping the data section where it is."""
-    data = path.read_bytes()
-    length = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + length])
-    edit(header)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    assert len(text) <= length, "the edited header must not grow"
-    path.write_bytes(data[:8] + text + b" " * (length - len(text)) + data[8 + length:])
-
 
 def test_truncated_file(tiny_copy):
     path = tiny_copy / "model.safetensors"

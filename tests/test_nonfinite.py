@@ -1,7 +1,6 @@
 """Non-finite weights are not silent: NaN/inf logits raise NonFiniteError naming where they first appeared."""
 
 import json
-import shutil
 import struct
 
 import numpy as np
@@ -24,13 +23,6 @@ def poke(folder, tensor: str, index: int, raw: bytes) -> None:
     start = 8 + header_size + entry["data_offsets"][0] + index * len(raw)
     data[start:start + len(raw)] = raw
     path.write_bytes(bytes(data))
-
-
-@pytest.fixture
-def tiny_copy(tmp_path):
-    folder = tmp_path / "tiny"
-    shutil.copytree(minigptoss.TINY_WEIGHTS, folder)
-    return folder
 
 
 def test_a_nan_in_a_bf16_tensor_is_named_where_it_first_spreads(tiny_copy):

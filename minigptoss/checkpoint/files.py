@@ -61,7 +61,6 @@ DTYPES = {"BF16": np.dtype("<u2"), "U8": np.dtype("u1"), "F32": np.dtype("<f4"),
           "I32": np.dtype("<i4"), "I64": np.dtype("<i8")}
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 DEFAULT_CACHE_CAP = 6 * 2**30  # bytes of float32 copies kept, at most (also capped at a quarter of RAM)
-CACHE_ENV = environment.CACHE_GIB
 
 
 class CheckpointError(MinigptossError):

@@ -154,4 +154,3 @@ class InterventionKeys:
         else:
             self.nav.note = f"no comparison to drop (x runs one: {EXAMPLES})"
         self.refresh_view()
-

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from .. import inspector
 from ..attention import kv_head_of
-from ..names import declared, from_transformer_lens
+from ..names import declared, from_transformer_lens, is_declared
 from ..text.tokenizer import tokenizer_for
 from . import svg
 from .summary import token_text
@@ -86,7 +86,7 @@ class Capture(inspector.Capture):
         if array.size == 0 or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
             raise ValueError(f"{name!r} ({array.dtype}, shape {array.shape}) has nothing to draw")
         labels = self.token_labels(tokenizer)
-        template = declared(name).name if _is_declared(name) else name
+        template = declared(name).name if is_declared(name) else name
         prefix = name.rpartition(".")[0]
         if template == "blocks.N.attn.probs":
             return self._attention(name, prefix, array, labels, head)
@@ -131,7 +131,7 @@ class Capture(inspector.Capture):
         (or of the logits) recorded."""
         rows = []
         for name, value in self._tensors.items():
-            meaning = declared(name).meaning if _is_declared(name) else ""
+            meaning = declared(name).meaning if is_declared(name) else ""
             rows.append(f"<tr><td><code>{escape(name)}</code></td><td>{escape(str(tuple(value.shape)))}</td>"
                         f"<td>{escape(str(value.dtype))}</td><td>{escape(meaning)}</td></tr>")
         steps = f", {len(self.steps)} steps" if self.per_step else ""
@@ -153,14 +153,6 @@ class _Vocabulary:
 
     def __getitem__(self, i: int) -> str:
         return token_text(self.tokenizer, i) if self.tokenizer is not None else f"[{i}]"
-
-
-def _is_declared(name: str) -> bool:
-    try:
-        declared(name)
-        return True
-    except KeyError:
-        return False
 
 
 def row_labels(labels, count: int, keys: bool = False) -> list[str] | None:

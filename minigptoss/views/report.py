@@ -249,4 +249,3 @@ def report_html(session, steps, top: int = 10, title: str = "minigptoss: one for
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body><div class=\"layout\">\n"
             f"{navigation(steps)}\n<main>{header}\n" + "\n".join(body) + "\n</main></div></body></html>\n")
-

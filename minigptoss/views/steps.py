@@ -27,7 +27,7 @@ from rich.text import Text
 
 from .. import attention, model, moe, mxfp4, rmsnorm, rope, router, swiglu
 from .summary import token_text, tokens_view, top_tokens_table
-from ..names import declared
+from ..names import declared, is_declared
 from ..config import RMS_NORM_EPS, SWIGLU_ALPHA, yarn_ramp_bounds
 from .tensor import SEQUENTIAL, format_number, heatmap, sparkline, tensor_stats
 
@@ -135,18 +135,11 @@ def compact_picture(array: np.ndarray, cells: int):
     return heatmap(values.reshape(values.shape[0], -1), max_rows=4, max_cols=max(2, cells))
 
 
-def _is_declared(name: str) -> bool:
-    try:
-        return declared(name) is not None
-    except KeyError:
-        return False
-
-
 def tensor_summary(role: str, name: str, array: np.ndarray) -> Text:
     """role + name, shape and dtype, min/max, mean/std (and how many entries are masked)."""
     array = np.asarray(array)
     stats = tensor_stats(array)
-    shape = f"{declared(name).shape.split(' ')[0]} = {tuple(array.shape)}" if _is_declared(name) else f"{tuple(array.shape)}"
+    shape = f"({', '.join(declared(name).dims)}) = {array.shape}" if is_declared(name) else f"{array.shape}"
     text = Text.assemble((f"{role} ", "dim"), (name, "bold"), "\n", (f"{shape} {array.dtype}", "cyan"),
                          "\n", f"min {format_number(stats['min'])}  max {format_number(stats['max'])}", "\n",
                          f"mean {format_number(stats['mean'])}  std {format_number(stats['std'])}")
