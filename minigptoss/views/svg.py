@@ -21,7 +21,7 @@ from html import escape
 
 import numpy as np
 
-from .tensor import DIVERGING, SEQUENTIAL
+from .tensor import DIVERGING, SEQUENTIAL, downsample
 
 FONT = 10  # px
 CHAR = 0.6 * FONT  # estimated width of one character
@@ -145,24 +145,11 @@ def row_label_width(labels, font: float = FONT) -> float:
     return max((text_width(short(t), font) for t in labels), default=0) + 6 if labels else 0
 
 
-def block_means(matrix: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """The means of the finite entries over a rows x cols grid of near-equal blocks (as np.array_split cuts
-    them; NaN where a block has none): (R, C) -> (min(rows, R), min(cols, C))."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    finite = np.isfinite(matrix)
-    starts = [np.array([part[0] for part in np.array_split(np.arange(n), min(k, n))])
-              for n, k in zip(matrix.shape, (rows, cols))]
-    total = np.add.reduceat(np.add.reduceat(np.where(finite, matrix, 0.0), starts[0], axis=0), starts[1], axis=1)
-    count = np.add.reduceat(np.add.reduceat(finite.astype(np.int64), starts[0], axis=0), starts[1], axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
 def fit(matrix: np.ndarray, limit: int = MAX_CELLS) -> tuple[np.ndarray, str]:
     """The matrix, block-averaged to at most `limit` x `limit` cells, and a note when it was."""
     if matrix.shape[0] <= limit and matrix.shape[1] <= limit:
         return matrix, ""
-    small = block_means(matrix, limit, limit)  # (R, C) -> (<= limit, <= limit)
+    small = downsample(matrix, limit, limit)  # (R, C) -> (<= limit, <= limit)
     return small, (f"{matrix.shape[0]} x {matrix.shape[1]} averaged over blocks to {small.shape[0]} x "
                    f"{small.shape[1]} cells")
 
@@ -366,7 +353,7 @@ def columns_svg(values, title: str = "", value_name: str = "value", height: floa
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     count = values.size
     if count > limit:
-        values = block_means(values.reshape(1, -1), 1, limit)[0]  # (n,) -> (limit,)
+        values = downsample(values.reshape(1, -1), 1, limit)[0]  # (n,) -> (limit,)
     groups = np.array_split(np.arange(count), values.size)
     finite = values[np.isfinite(values)]
     low, high = min(0.0, finite.min(initial=0.0)), max(0.0, finite.max(initial=0.0))

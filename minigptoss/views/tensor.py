@@ -4,8 +4,6 @@ What it does: turn arrays the inspector recorded into rich renderables (statisti
 heatmap for 2-D tensors, a sparkline for 1-D ones). What it does not do: any model math; it only reads arrays.
 """
 
-import warnings
-
 import numpy as np
 from rich.console import Group
 from rich.panel import Panel
@@ -39,15 +37,23 @@ def format_number(x: float) -> str:
 
 
 def downsample(matrix: np.ndarray, max_rows: int, max_cols: int) -> np.ndarray:
-    """Average blocks of a 2-D array so it fits max_rows x max_cols (non-finite entries count as NaN).
-
+    """The means of the finite entries over a grid of near-equal blocks (as np.array_split cuts them), so a 2-D
+    array fits max_rows x max_cols; NaN (drawn blank) where a block has no finite entry:
+        (R, C) -> (min(max_rows, R), min(max_cols, C))
     At least one block each way, however narrow the terminal that asked (a width <= 0 gives one column)."""
-    matrix = np.where(np.isfinite(matrix), matrix, np.nan).astype(np.float64)
-    row_groups = np.array_split(np.arange(matrix.shape[0]), max(1, min(max_rows, matrix.shape[0])))
-    col_groups = np.array_split(np.arange(matrix.shape[1]), max(1, min(max_cols, matrix.shape[1])))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-masked block averages to NaN: drawn blank
-        return np.array([[np.nanmean(matrix[np.ix_(r, c)]) for c in col_groups] for r in row_groups])
+    matrix = np.asarray(matrix, dtype=np.float64)
+    blocks = [max(1, min(k, n)) for n, k in zip(matrix.shape, (max_rows, max_cols))]  # blocks per axis
+    if matrix.size == 0:  # nothing to average: blank cells
+        return np.full(blocks, np.nan)
+    finite = np.isfinite(matrix)
+    starts = [np.array([part[0] for part in np.array_split(np.arange(n), k)])
+              for n, k in zip(matrix.shape, blocks)]  # each block's first row, first column
+
+    def block_sums(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(np.add.reduceat(values, starts[0], axis=0), starts[1], axis=1)
+
+    total, count = block_sums(np.where(finite, matrix, 0.0)), block_sums(finite.astype(np.int64))
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 SHADES = " ·░▒▓█"  # so a heatmap still reads without colour (piped output, tests)
