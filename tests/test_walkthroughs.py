@@ -174,3 +174,64 @@ def test_the_update_tool_rewrites_outputs_and_is_idempotent():
     assert harness.updated_markdown(fresh) == fresh
     silent = harness.updated_markdown(SAMPLE.replace('print(f"x = {x}")', "pass"))
     assert "x = 42" not in silent and harness.check_markdown(silent) == []
+
+
+# -- numbers in the prose quote the output they refer to ------------------------------------------------------
+
+QUOTING = """# A page
+
+```python
+print("sink mass 0.53")
+```
+
+```text
+sink mass 0.53
+```
+
+{comment}The head parks {number} of its attention on the sink.
+
+```python
+print("elsewhere 0.57")
+```
+
+```text
+elsewhere 0.57
+```
+"""
+
+
+def test_a_number_in_the_prose_must_be_in_the_block_it_follows_not_anywhere_on_the_page():
+    """'0.53' quoted as '0.57' is caught although 0.57 is printed by another block of the page."""
+    assert harness.unchecked_numbers_in(QUOTING.format(comment="", number="0.53")) == []
+    wrong = harness.unchecked_numbers_in(QUOTING.format(comment="", number="0.57"))
+    assert len(wrong) == 1 and "'0.57'" in wrong[0] and "python block 1" in wrong[0]
+    assert harness.unchecked_numbers_in(QUOTING.format(comment="", number="0.5")) != []  # not a prefix match
+    named = "<!-- numbers from block 2 -->\n"
+    assert harness.unchecked_numbers_in(QUOTING.format(comment=named, number="0.57")) == []
+    assert harness.unchecked_numbers_in(QUOTING.format(comment=named, number="0.53")) != []
+    missing = harness.unchecked_numbers_in(QUOTING.format(comment="<!-- numbers from block 7 -->\n", number="0.53"))
+    assert any("block(s) [7]" in problem for problem in missing)
+
+
+def test_a_real_page_with_a_number_swapped_for_one_printed_by_another_block_is_caught():
+    """On page 10 (then 11), change a quoted decimal into one that only a different block prints."""
+    for name in ["10-trained-tiny-model.md", "11-experiments.md"]:
+        path = ROOT / "walkthroughs" / name
+        text = path.read_text(encoding="utf-8")
+        assert harness.unchecked_numbers_in(text, path) == []
+        blocks = harness.block_texts(text)
+        for paragraph in harness.prose_paragraphs(text):
+            own = "\n".join(blocks[n] for n in (paragraph.named or (paragraph.after,)) if n in blocks)
+            quoted = [n for n in harness.DECIMAL.findall(paragraph.text) if n in own]
+            others = [n for b, t in blocks.items() if b not in (paragraph.named or (paragraph.after,))
+                      for n in harness.DECIMAL.findall(t) if n not in own]
+            if quoted and others and paragraph.text.count(quoted[0]) == 1:
+                break
+        else:
+            pytest.fail(f"{name}: no paragraph quoting a block's number found")
+        lines = text.splitlines()
+        row = next(i for i in range(paragraph.line - 1, len(lines)) if re.search(
+            rf"(?<![\d.]){re.escape(quoted[0])}(?!\d)", lines[i]))
+        lines[row] = re.sub(rf"(?<![\d.]){re.escape(quoted[0])}(?!\d)", others[0], lines[row], count=1)
+        problems = harness.unchecked_numbers_in("\n".join(lines) + "\n", path)
+        assert any(repr(others[0]) in problem for problem in problems), (name, quoted[0], others[0])
