@@ -235,3 +235,37 @@ def test_a_real_page_with_a_number_swapped_for_one_printed_by_another_block_is_c
         lines[row] = re.sub(rf"(?<![\d.]){re.escape(quoted[0])}(?!\d)", others[0], lines[row], count=1)
         problems = harness.unchecked_numbers_in("\n".join(lines) + "\n", path)
         assert any(repr(others[0]) in problem for problem in problems), (name, quoted[0], others[0])
+
+
+# -- pictures -------------------------------------------------------------------------------------------------
+
+def test_a_missing_stale_unshown_or_undrawn_picture_is_caught_and_the_update_tool_draws_it(tmp_path):
+    from minigptoss.views import svg
+
+    page, target = tmp_path / "page.md", tmp_path / "img" / "x.svg"
+    code = f"from minigptoss.views import svg\nsvg.save(svg.bars_svg(['a'], [VALUE]), {str(target)!r})\n"
+    markdown = "```python\n" + code + "```\n\nThe bars:\n\n![bars](img/x.svg)\n"
+    problems = harness.check_markdown(markdown.replace("VALUE", "1.0"), "page.md", page)
+    assert [p.message for p in problems] == [f"the picture {target} does not exist yet"]
+    assert not target.exists(), "checking must not write the picture"
+    pictures = {}
+    harness.updated_markdown(markdown.replace("VALUE", "1.0"), "page.md", pictures)
+    assert pictures == {target: svg.bars_svg(["a"], [1.0])} and not target.exists()
+    target.parent.mkdir()
+    target.write_text(pictures[target], encoding="utf-8")
+    assert harness.check_markdown(markdown.replace("VALUE", "1.0"), "page.md", page) == []
+    stale = harness.check_markdown(markdown.replace("VALUE", "2.0"), "page.md", page)
+    assert len(stale) == 1 and "stale" in stale[0].message and "update_walkthroughs" in stale[0].report()
+    unshown = harness.check_markdown(markdown.replace("VALUE", "1.0").replace("![bars](img/x.svg)", ""),
+                                     "page.md", page)
+    assert len(unshown) == 1 and "does not show it" in unshown[0].message
+    undrawn = harness.check_markdown(markdown.replace("VALUE", "1.0") + "\n![more](img/y.svg)\n", "page.md", page)
+    assert len(undrawn) == 1 and "never saves" in undrawn[0].message
+
+
+def test_every_picture_in_walkthroughs_img_is_shown_by_a_page():
+    shown = {file for page in PAGES for file in harness.shown_pictures(page.read_text(encoding="utf-8"), page)}
+    folder = ROOT / "walkthroughs" / "img"
+    files = set(folder.glob("*.svg")) if folder.is_dir() else set()
+    assert files <= shown, f"pictures no page shows: {sorted(f.name for f in files - shown)}"
+    assert shown <= files, f"pictures shown but missing: {sorted(f.name for f in shown - files)}"

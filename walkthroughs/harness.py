@@ -16,7 +16,12 @@ The convention (also in walkthroughs/README.md):
   before the paragraph names, or a page the paragraph links to. `unchecked_numbers(path)` lists the ones that
   do not. Solutions live in walkthroughs/solutions/NN-*.md.
 
-    check_file(path)        -> [Mismatch]   (empty when the page is right)
+- A picture is saved by the page's code (`cache.picture(...).save("walkthroughs/img/x.svg")`, or
+  `minigptoss.views.svg.save(svg_text, path)`) and shown with ![alt](img/x.svg). While a page is checked, saving
+  only collects the SVG: it must be the file on disk byte for byte (a stale picture fails), every saved picture
+  must be shown and every shown picture saved.
+
+    check_file(path)        -> [Mismatch | PictureProblem]   (empty when the page is right)
     updated_markdown(path)  -> the page with every ```text block rewritten from a fresh run (for authors)
 
 The test suite (tests/test_walkthroughs.py) only checks; tools/update_walkthroughs.py rewrites.
@@ -149,11 +154,29 @@ def walkthrough_environment():
         os.chdir(old_cwd)
 
 
-def run(blocks: list[Block], path: str = "<walkthrough>") -> list[str]:
-    """Execute the blocks in order in one namespace; -> each block's stdout (a traceback if it raised)."""
+@contextlib.contextmanager
+def collecting_pictures(pictures: dict):
+    """While a page runs, `minigptoss.views.svg.save` (what `Picture.save` calls) keeps each picture in
+    `pictures` {absolute path: SVG text} instead of writing it: the checker compares, only the author rewrites."""
+    from minigptoss.views import svg
+
+    def keep(svg_text, path):
+        pictures[(REPO_ROOT / path).resolve()] = svg_text
+
+    original, svg.save = svg.save, keep
+    try:
+        yield pictures
+    finally:
+        svg.save = original
+
+
+def run(blocks: list[Block], path: str = "<walkthrough>", pictures: dict | None = None) -> list[str]:
+    """Execute the blocks in order in one namespace; -> each block's stdout (a traceback if it raised). The
+    pictures the page saves go into `pictures` ({absolute path: SVG}), not to disk."""
     namespace: dict = {"__name__": "__walkthrough__"}
     outputs = []
-    with walkthrough_environment():
+    pictures = {} if pictures is None else pictures
+    with walkthrough_environment(), collecting_pictures(pictures):
         for block in blocks:
             stdout = io.StringIO()
             filename = f"{path}:block{block.number}(line {block.line})"
@@ -167,20 +190,62 @@ def run(blocks: list[Block], path: str = "<walkthrough>") -> list[str]:
     return outputs
 
 
-def check_markdown(markdown: str, path: str = "<walkthrough>") -> list[Mismatch]:
-    """Every block whose (normalized) output differs from the page."""
+@dataclass
+class PictureProblem:
+    """A picture the page shows (![...](img/x.svg)) that its code does not draw as it is on disk, or vice versa."""
+    path: str
+    message: str
+
+    def report(self) -> str:
+        return (f"{self.path}: {self.message}\n(if the new picture is right, run: python tools/update_walkthroughs.py "
+                f"{Path(self.path).name})")
+
+
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+\.svg)\)")
+
+
+def shown_pictures(markdown: str, page: Path) -> list[Path]:
+    """The SVG files a page shows with ![alt](relative/path.svg), resolved."""
+    return [(page.parent / target).resolve() for target in IMAGE.findall(markdown)]
+
+
+def picture_problems(markdown: str, page: Path, pictures: dict) -> list[PictureProblem]:
+    """Each picture the page's code saved must be shown on the page and be, byte for byte, the file on disk; each
+    picture the page shows must be saved by its code (so none is drawn by hand or left stale)."""
+    where, problems = display_path(page), []
+    shown = shown_pictures(markdown, page)
+    for file, svg_text in pictures.items():
+        name = display_path(file)
+        if file not in shown:
+            problems.append(PictureProblem(where, f"the code saves {name}, but the page does not show it "
+                                                  f"(![...]({os.path.relpath(file, page.parent)}))"))
+        elif not file.exists():
+            problems.append(PictureProblem(where, f"the picture {name} does not exist yet"))
+        elif file.read_text(encoding="utf-8") != svg_text:
+            problems.append(PictureProblem(where, f"the picture {name} is stale: the code now draws a different "
+                                                  f"SVG"))
+    for file in shown:
+        if file not in pictures:
+            problems.append(PictureProblem(where, f"the page shows {display_path(file)}, which its code never "
+                                                  f"saves"))
+    return problems
+
+
+def check_markdown(markdown: str, path: str = "<walkthrough>", page: Path | None = None) -> list:
+    """Every block whose (normalized) output differs from the page (Mismatch), then every picture that is not
+    what the code draws (PictureProblem; `page` is the file the markdown is, for its relative image paths)."""
     blocks = parse(markdown, path)
-    mismatches = []
-    for block, output in zip(blocks, run(blocks, path)):
+    mismatches, pictures = [], {}
+    for block, output in zip(blocks, run(blocks, path, pictures)):
         expected, actual = normalize(block.expected or ""), normalize(output)
         if expected != actual:
             mismatches.append(Mismatch(path, block, expected, actual))
-    return mismatches
+    return mismatches + picture_problems(markdown, page or REPO_ROOT / "walkthroughs" / "page.md", pictures)
 
 
 def check_file(path) -> list[Mismatch]:
     path = Path(path)
-    return check_markdown(path.read_text(encoding="utf-8"), display_path(path))
+    return check_markdown(path.read_text(encoding="utf-8"), display_path(path), path.resolve())
 
 
 def display_path(path: Path) -> str:
@@ -192,11 +257,12 @@ def display_path(path: Path) -> str:
 
 # -- rewriting (authors only) ---------------------------------------------------------------------------------
 
-def updated_markdown(markdown: str, path: str = "<walkthrough>") -> str:
+def updated_markdown(markdown: str, path: str = "<walkthrough>", pictures: dict | None = None) -> str:
     """The page with each ```text block replaced by the fresh output; a text block is added after a python
-    block that prints but has none, and removed from one that now prints nothing."""
+    block that prints but has none, and removed from one that now prints nothing. The pictures the page saves
+    are put in `pictures` ({absolute path: SVG}) for the caller to write."""
     blocks = parse(markdown, path)
-    outputs = [normalize(output) for output in run(blocks, path)]
+    outputs = [normalize(output) for output in run(blocks, path, pictures)]
     lines = markdown.splitlines()
     # edit from the bottom up so earlier line numbers stay valid
     for block, output in reversed(list(zip(blocks, outputs))):

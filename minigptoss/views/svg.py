@@ -28,6 +28,9 @@ CHAR = 0.6 * FONT  # estimated width of one character
 LABEL_CHARS = 12  # longer labels are cut with "…"
 LIGHT_TO_DARK = SEQUENTIAL[::-1]  # 0 pale yellow .. 1 black: most cells are near 0, so they stay light
 MASKED_FILL, HATCH = "#e4e4e4", "#b0b0b0"
+# An opaque light background: the dark labels stay readable where the SVG is shown on a dark page (GitHub's dark
+# mode, a dark notebook theme). It is drawn first, so a tooltip-bearing cell is never under it.
+BACKGROUND = '<rect width="100%" height="100%" fill="#ffffff"/>'
 MAX_CELLS = 96  # a heatmap larger than this (rows or columns) is block-averaged down, and says so
 
 
@@ -54,7 +57,14 @@ def document(body: str, width: float, height: float, title: str = "") -> str:
     heading = f"<title>{escape(title)}</title>" if title else ""
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
             f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="monospace" font-size="{FONT}">'
-            f'{heading}{body}</svg>')
+            f'{heading}{BACKGROUND}{body}</svg>')
+
+
+def save(svg_text: str, path) -> None:
+    """Write an SVG to `path` (open it in a browser; hover a cell for its value). The walkthroughs' checker
+    replaces this function while a page runs, to compare the page's pictures with the files it shows."""
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(svg_text)
 
 
 def label(x: float, y: float, text: str, anchor: str = "start", rotate: bool = False, bold: bool = False,
