@@ -274,12 +274,16 @@ def attention_svg(probs, sink_mass=None, mask=None, kv_of=None, labels=None, tit
         x += width + 14
         row_height = max(row_height, height)
     bottom = y + row_height + 10
-    note = (f"rows: queries {queries[0]}..{queries[-1]}; blue-edged column: the sink's mass; then keys "
-            f"{keys[0]}..{keys[-1]}; hatched grey: masked (the future, or outside the window)")
-    body.append(label(4, bottom + FONT, note, fill="#555"))
-    legend, height = PROBS.legend(4, bottom + FONT + 6, caption="probability")
-    width = max(max(widths), text_width(note) + 8) + 8
-    return document("".join(body) + legend, width, bottom + FONT + 6 + height + 4, title)
+    notes = [f"rows: queries {queries[0]}..{queries[-1]}; keys {keys[0]}..{keys[-1]}",
+             "blue-edged column: the sink's mass", "hatched grey: masked (the future, or outside the window)"]
+    if max(widths) > text_width(" ".join(notes)) + 8:  # room for one line
+        notes = ["; ".join(notes)]
+    for line in notes:
+        body.append(label(4, bottom + FONT, line, fill="#555"))
+        bottom += FONT + 4
+    legend, height = PROBS.legend(4, bottom + 2, caption="probability")
+    width = max(max(widths), max(text_width(line) for line in notes) + 8, 180) + 8
+    return document("".join(body) + legend, width, bottom + 2 + height + 4, title)
 
 
 # -- router ------------------------------------------------------------------------------------------------------
