@@ -126,6 +126,13 @@ def test_bars_put_negative_values_left_of_zero_with_their_values():
     assert float(bars[0].get("width")) == pytest.approx(4 * float(bars[1].get("width")), abs=0.2)
 
 
+def test_two_bar_charts_can_share_one_scale():
+    widths = lambda drawing: [float(r.get("width")) for r in parse(drawing).iter(f"{SVG}rect")
+                              if r.find(f"{SVG}title") is not None]
+    assert widths(svg.bars_svg(["a"], [1.0], length=100)) == [100.0]
+    assert widths(svg.bars_svg(["a"], [1.0], length=100, high=4.0)) == [25.0]
+
+
 def test_every_picture_has_an_opaque_light_background_first_so_it_reads_on_a_dark_page():
     """GitHub's dark mode shows an SVG on a dark page: the dark labels need the picture's own white ground."""
     for drawing in [svg.bars_svg(["a"], [1.0]), svg.heatmap_svg(np.eye(2)), svg.grid_svg([svg.bars_svg(["a"], [1.0])])]:

@@ -336,13 +336,15 @@ def router_svg(expert_ids, weights, num_experts: int | None = None, labels=None,
 # -- bars --------------------------------------------------------------------------------------------------------
 
 def bars_svg(labels, values, title: str = "", value_name: str = "value", length: float = 240,
-             colour: str = "#4a78c0") -> str:
+             colour: str = "#4a78c0", high: float | None = None) -> str:
     """Horizontal bars, one per label, from a zero line (negative values, e.g. log-probabilities, go left),
-    each with its value written right of it (of the zero line for negative bars) and in its tooltip."""
+    each with its value written right of it (of the zero line for negative bars) and in its tooltip. `high`:
+    the value a full-length bar stands for (default the largest), so that two charts can share one scale."""
     values = np.asarray(values, dtype=np.float64)
     names = [short(str(t), 16) for t in labels]
     left = max((text_width(n) for n in names), default=0) + 10
-    low, high = min(0.0, values.min(initial=0.0)), max(0.0, values.max(initial=0.0))
+    low = min(0.0, values.min(initial=0.0))
+    high = max(0.0, values.max(initial=0.0), high if high is not None else 0.0)
     span = (high - low) or 1.0
     zero = left + (0 - low) / span * length
     top, bar = (FONT + 10 if title else 4), 14
