@@ -66,7 +66,11 @@ def test_steps_follow_the_forward_pass_and_read_only_recorded_names(session, ste
 def test_only_layer_and_break_select_the_steps(steps):
     only = stepper.select_steps(steps, stepper.parse_pieces("attn,router"), None)
     assert {s.piece for s in only} == {"attn", "router"} and len(only) == 3 * 4
-    assert stepper.parse_pieces("attention, RMSNorm") == {"attn", "norm"}
+    assert stepper.parse_pieces("attention, RMSNorm") == {"attn", "attn_out", "norm"}
+    # the aliases select what they name: the sinks live in the attention step, the experts run mlp1 .. mlp2
+    assert [s.name for s in stepper.select_steps(steps, stepper.parse_pieces("sinks"), {1})] == ["blocks.1.attn"]
+    assert [s.name for s in stepper.select_steps(steps, stepper.parse_pieces("experts"), {1})] == \
+        ["blocks.1.moe.mlp1", "blocks.1.moe.swiglu", "blocks.1.moe.mlp2", "blocks.1.moe"]
     with pytest.raises(UsageError, match="unknown piece 'bogus'"):
         stepper.parse_pieces("attn,bogus")
     layer2 = stepper.select_steps(steps, None, stepper.parse_layers("2", 4))
@@ -77,6 +81,10 @@ def test_only_layer_and_break_select_the_steps(steps):
     assert steps[stepper.find_break(steps, "blocks.3.moe")].name == "blocks.3.moe"
     assert steps[stepper.find_break(steps, "blocks.2")].name == "blocks.2.attn.norm"
     assert steps[stepper.find_break(steps, "*.router")].name == "blocks.0.moe.router"
+    # a step's last name breaks in every layer, as gdb's `break NAME` does
+    assert [steps[i].name for i in stepper.break_indices(steps, steps, ["attn"])] == \
+        [f"blocks.{n}.attn" for n in range(4)]
+    assert steps[stepper.find_break(steps, "router")].name == "blocks.0.moe.router"
     with pytest.raises(UsageError, match="matches no step"):
         stepper.find_break(steps, "blocks.9.attn")
     # the breakpoint counts in the full list, the walk starts at the first selected step at or after it

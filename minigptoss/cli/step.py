@@ -208,7 +208,8 @@ def add_step_parser(commands) -> None:
     step.add_argument("--break", dest="break_at", metavar="NAME", action="append",
                       help="start at step NAME (e.g. blocks.3.attn, '*.router'); repeat it, then `c` goes from one "
                            "breakpoint to the next")
-    step.add_argument("--only", metavar="PIECES", help=f"show only these pieces, comma-separated: {', '.join(PIECES)}")
+    step.add_argument("--only", metavar="PIECES", help=f"show only these pieces, comma-separated: {', '.join(PIECES)} (or sinks: the "
+                      "attention step alone; experts: mlp1, swiglu, mlp2, moe)")
     step.add_argument("--no-pause", action="store_true",
                       help="print every step without waiting (the default when not on a terminal)")
     step.add_argument("--intervene", metavar="NAME", action="append",
