@@ -254,13 +254,13 @@ class DebuggerApp(InterventionKeys, App):
         """Every `poll` seconds while the pass runs: progress, and the step once it is recorded."""
         cache = self.session.cache
         ready = sum(step.ready(cache) for step in self.nav.steps)
-        resized = self.drawn is not None and self.drawn[2] != self.body_width()  # a resize seen before its layout
-        if resized or ready != self.ready_count or (self.session.run and not self.session.run.done.is_set()):
-            self.ready_count = ready
-            try:
+        try:
+            resized = self.drawn is not None and self.drawn[2] != self.body_width()  # a layout after the resize
+            if resized or ready != self.ready_count or (self.session.run and not self.session.run.done.is_set()):
+                self.ready_count = ready
                 self.refresh_view()
-            except NoMatches:  # the screen is being torn down (quitting) or not built yet
-                pass
+        except NoMatches:  # the screen is being torn down (quitting) or not built yet
+            pass
 
     def fill_outline(self) -> None:
         """The outline's list: every step, dim until recorded, the current one highlighted. Redone only when one
