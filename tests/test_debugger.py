@@ -377,3 +377,10 @@ def test_a_long_step_after_a_short_one_keeps_every_panel_border(session, size, s
         assert all(row[-2] in "│╮╯" for row in rows), snap["text"]
     assert any(snap["max_scroll_y"] > 0 for snap in snaps)  # the long step does scroll
     assert not snaps[0]["max_scroll_y"]  # and the short one does not
+
+
+def test_the_app_names_the_model_and_its_task(session):
+    """The title line (and the keys' help) say which model this is and what it was made for."""
+    screen_, help_ = texts(session, [SNAP, "question_mark"], size=(120, 24))
+    assert "bundled tiny (random weights: expect gibberish)" in title(screen_)
+    assert "minigptoss step on bundled tiny" in help_

@@ -33,6 +33,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..views.steps import step_body, step_title, where_text
+from .common import model_banner
 from .compare import InterventionKeys, preset_options, side_by_side
 from .navigation import Navigator
 
@@ -76,7 +77,8 @@ class HelpScreen(ModalScreen):
                   "max-height: 100%; border: round $accent; background: $surface; padding: 0 1; }"
 
     def compose(self) -> ComposeResult:
-        table = Table(box=None, padding=(0, 2), title="minigptoss step: keys", title_justify="left")
+        table = Table(box=None, padding=(0, 2), title=f"minigptoss step on {self.app.model_line}: keys",
+                      title_justify="left")
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
         for keys, what in KEYS:
@@ -145,6 +147,7 @@ class DebuggerApp(InterventionKeys, App):
         self.shown_text: dict[str, str] = {}  # widget id -> the text it shows (update only what changed)
         self.patching: str | None = None  # the intervention whose pass is running now, if any
         self.outlined: tuple | None = None  # what the outline lists now: (ready flags, current step)
+        self.model_line = model_banner(session.model, session.source)  # the model and its task, on the title line
 
     @property
     def session(self):
@@ -163,6 +166,7 @@ class DebuggerApp(InterventionKeys, App):
         yield Static(id="keys")
 
     def on_mount(self) -> None:
+        self.title, self.sub_title = "minigptoss step", self.model_line  # the terminal's window title too
         self.query_one("#body").focus()
         self.refresh_view()
         self.set_interval(self.poll, self.tick)
@@ -216,7 +220,8 @@ class DebuggerApp(InterventionKeys, App):
     def refresh_view(self) -> None:
         """Redraw what changed: the pinned lines, the body (if the step, its readiness, width or toggles did)."""
         nav, step = self.nav, self.nav.current
-        self.put("title", Text.from_markup(step_title(step, nav.index, len(nav.steps))))
+        self.put("title", Text.from_markup(step_title(step, nav.index, len(nav.steps))).append(
+            f"  ·  {self.model_line}", style="dim"))
         ready = step.ready(self.session.cache)
         width = self.body_width()
         key = (nav.index, ready, width, tuple(self.show.values()), tuple(map(id, self.sessions)))
