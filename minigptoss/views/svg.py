@@ -58,12 +58,13 @@ def document(body: str, width: float, height: float, title: str = "") -> str:
             f'{heading}{body}</svg>')
 
 
-def scalable(svg_text: str, most: float = 2.0) -> str:
-    """The SVG with its width set to its container's (up to `most` times its drawn size; height follows): a page
-    or a notebook cell wider than the picture shows it larger, a narrower one smaller."""
+def scalable(svg_text: str, most: float = 1.5) -> str:
+    """The SVG with its width set to its container's (from 0.8 to `most` times its drawn size; height follows): a
+    page or a notebook cell wider than the picture shows it larger, a narrower one a little smaller, then
+    scrolls."""
     width = float(svg_text.split('width="', 1)[1].split('"', 1)[0])
     return svg_text.replace(f'width="{width:.0f}"', f'width="100%" style="max-width:{width * most:.0f}px;'
-                                                    f'height:auto"', 1)
+                                                    f'min-width:{width * 0.8:.0f}px;height:auto"', 1)
 
 
 def label_font(cell: float) -> tuple[float, int]:
