@@ -77,10 +77,10 @@ class HelpScreen(ModalScreen):
                   "max-height: 100%; border: round $accent; background: $surface; padding: 0 1; }"
 
     def compose(self) -> ComposeResult:
-        table = Table(box=None, padding=(0, 2), title=f"minigptoss step on {self.app.model_line}: keys",
-                      title_justify="left")
+        table = Table(box=None, padding=(0, 2), title="minigptoss step: keys", title_justify="left")
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
+        table.add_row("model", self.app.model_line)
         for keys, what in KEYS:
             table.add_row(keys, what)
         yield Static(table, id="help")

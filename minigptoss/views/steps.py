@@ -410,9 +410,9 @@ def query_labels(session, queries: range) -> Text:
 
 
 def pattern_size(width: int, T: int) -> int:
-    """How many queries (and keys) each head's grid shows so that four heads fit across `width` beside the
+    """How many queries (and keys) each head's grid shows so that three heads fit across `width` beside the
     query labels (at least 8, so a window's band shows)."""
-    return max(1, min(T, 64, max(8, (width - 6 - LABEL_WIDTH) // 4 - 4)))
+    return max(1, min(T, 64, max(8, (width - 6 - LABEL_WIDTH) // 3 - 4)))
 
 
 def heads_per_row(width: int, n: int) -> int:
