@@ -166,6 +166,29 @@ def test_the_commands_run_the_trained_models_by_default(capsys):
     assert capsys.readouterr().out.startswith("minigptoss run on tiny: ")
 
 
+def test_the_banner_says_what_the_model_knows(capsys):
+    """step, run, generate and chat name the bundled model and its tasks in one line (defaults.json's "about");
+    step and run on a prompt outside them say the answer will be noise (its "tasks")."""
+    from minigptoss.checkpoint.defaults import read_defaults
+
+    about = read_defaults(minigptoss.bundled("sort")).about
+    assert about.startswith("sort: trained to sort 1-10 digits")
+    assert main(["step", "--only", "tokens"]) == 0
+    out = capsys.readouterr().out
+    assert f"{about}; try 26023397=" in out and "noise" not in out
+    assert main(["step", "-p", "hello", "--only", "tokens"]) == 0
+    out = capsys.readouterr().out
+    assert about in out and "'hello' is not a prompt this model was trained on" in out and "noise" in out
+    assert main(["run", "-p", "abcdefghijk|ab"]) == 0
+    out = capsys.readouterr().out
+    assert about in out and "noise" not in out
+    assert main(["generate", "--temp", "0", "-p", "4="]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "4=4<|return|>\n" and about in captured.err
+    assert main(["run", "--weights", "tiny"]) == 0  # no defaults.json: no banner, no warning
+    assert "trained" not in capsys.readouterr().out
+
+
 def test_defaults_json_is_checked_field_by_field(tmp_path):
     from minigptoss.checkpoint import CheckpointError
     from minigptoss.checkpoint.defaults import read_defaults
@@ -173,7 +196,13 @@ def test_defaults_json_is_checked_field_by_field(tmp_path):
     assert read_defaults(tmp_path).prompt is None  # no file: the commands' own defaults
     for text, field in [('{"prompt": 3}', "'prompt'"), ('{"harmony": "yes"}', "'harmony'"),
                         ('{"system": {"reasoning_effort": "max"}}', "'reasoning_effort'"),
-                        ('{"system": {"identity": "x"}}', "'identity'"), ('{"promt": "x"}', "'promt'"), ("[1]", "list")]:
+                        ('{"system": {"identity": "x"}}', "'identity'"), ('{"promt": "x"}', "'promt'"), ("[1]", "list"),
+                        ('{"about": "two\\nlines"}', "'about'"), ('{"tasks": "[0-9]+"}', "'tasks'"),
+                        ('{"tasks": ["[0-9"]}', "not a regular expression"), ('{"temperature": -1}', "'temperature'"),
+                        ('{"temperature": true}', "'temperature'")]:
         (tmp_path / "defaults.json").write_text(text)
         with pytest.raises(CheckpointError, match=field):
             read_defaults(tmp_path)
+    (tmp_path / "defaults.json").write_text('{"about": "x: trained to add", "tasks": ["[0-9]\\\\+[0-9]"], "temperature": 0}')
+    defaults = read_defaults(tmp_path)
+    assert defaults.in_tasks("1+2") and not defaults.in_tasks("1+2+3") and defaults.temperature == 0.0

@@ -231,12 +231,35 @@ def model_defaults(model) -> ModelDefaults:
     return read_defaults(model.checkpoint.folder) if model.checkpoint is not None else ModelDefaults()
 
 
+def model_banner(defaults: ModelDefaults) -> str | None:
+    """The line naming the model and what it was trained to do (defaults.json's "about"), with its prompt to try:
+    'sort: trained to sort 1-10 digits, ...; try 26023397='. None for a model whose folder does not say."""
+    if not defaults.about:
+        return None
+    return f"{defaults.about}; try {defaults.prompt}" if defaults.prompt else defaults.about
+
+
+def chosen_prompt(args, defaults: ModelDefaults) -> str | None:
+    """The prompt as text (the user's message for a harmony model): -p, else the model's own; None for --tokens."""
+    if getattr(args, "tokens", None) is not None:
+        return None
+    return args.prompt if args.prompt is not None else defaults.prompt or DEFAULT_PROMPT
+
+
+def noise_warning(defaults: ModelDefaults, text: str | None) -> str | None:
+    """A warning when the prompt is none of the model's tasks (defaults.json's "tasks"): its answer is noise."""
+    if text is None or defaults.in_tasks(text):
+        return None
+    return (f"note: {text!r} is not a prompt this model was trained on (try {defaults.prompt}): "
+            "whatever it answers will be noise")
+
+
 def prompt_tokens(args, tokenizer, defaults: ModelDefaults = ModelDefaults()) -> list[int]:
     """--tokens, else -p TEXT, else the model's own prompt (defaults.json), else DEFAULT_PROMPT; a model trained
     on harmony gets the text as the user's message of a conversation with its system message."""
     if args.tokens is not None:
         return parse_token_ids(args.tokens)
-    text = args.prompt if args.prompt is not None else defaults.prompt or DEFAULT_PROMPT
+    text = chosen_prompt(args, defaults)
     if defaults.harmony:
         return render_conversation([SystemMessage(**defaults.system), Message("user", text)], tokenizer)
     return tokenizer.encode(text, allowed_special="all")

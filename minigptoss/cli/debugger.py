@@ -127,9 +127,10 @@ class DebuggerApp(InterventionKeys, App):
                 Binding("escape", "cancel", show=False), Binding("q", "quit", show=False),
                 Binding("ctrl+c", "quit", show=False, priority=True)]
 
-    def __init__(self, session, steps, breaks=(), start: int | None = None, top: int = 10, poll: float = 0.2):
+    def __init__(self, session, steps, breaks=(), start: int | None = None, top: int = 10, poll: float = 0.2,
+                 about=()):
         super().__init__()
-        self.sessions, self.top, self.poll = [session], top, poll
+        self.sessions, self.top, self.poll, self.about = [session], top, poll, list(about)
         self.nav = Navigator(steps, breaks[0] if start is None and breaks else start or 0, breaks)
         self.show = {"source": False, "tensors": False}
         self.asking: str | None = None
@@ -158,6 +159,8 @@ class DebuggerApp(InterventionKeys, App):
 
     def on_mount(self) -> None:
         self.query_one("#body").focus()
+        if self.about:
+            self.notify("\n".join(self.about), timeout=12, markup=False)
         self.refresh_view()
         self.set_interval(self.poll, self.tick)
 
@@ -373,6 +376,7 @@ class DebuggerApp(InterventionKeys, App):
             self.action_outline()
 
 
-def run_debugger(session, steps, breaks=(), top: int = 10) -> None:
-    """Run the app on the terminal until the user quits."""
-    DebuggerApp(session, steps, breaks, top=top).run()
+def run_debugger(session, steps, breaks=(), top: int = 10, about=()) -> None:
+    """Run the app on the terminal until the user quits; `about`: lines shown first as a notification (what the
+    model was trained to do, a warning that the answer to this prompt will be noise)."""
+    DebuggerApp(session, steps, breaks, top=top, about=about).run()

@@ -16,22 +16,25 @@ from ..views.summary import probability_text, token_text
 
 from ..text.harmony import Message, render_conversation, stop_tokens
 from .common import (CHAT_WEIGHTS, DEFAULT_PROMPT, DEFAULT_WEIGHTS, UsageError, add_model_arguments, get_tokenizer,
-                     load_model, model_defaults, parse_token_ids, positive_int)
+                     load_model, model_banner, model_defaults, noise_warning, parse_token_ids, positive_int)
 from .talk import (GENERATE_MAX_TOKENS, Out, Sampling, Stats, StreamDecoder, add_sampling_flags,
                    run_turn, stop_name, system_messages, timed)
 
 
 def cmd_generate(args, console: Console) -> None:
     """`minigptoss generate`: stream a continuation of the prompt; timing on stderr."""
-    sampling = Sampling.from_args(args)
     model, _ = load_model(args.weights, console, default=CHAT_WEIGHTS if args.harmony else DEFAULT_WEIGHTS)
     tokenizer = get_tokenizer(model.config.vocab_size)
     defaults = model_defaults(model)
+    sampling = Sampling.from_args(args, defaults.temperature)
     args.harmony = args.harmony or defaults.harmony  # a model trained on harmony is always spoken to in it
     if not args.harmony and (args.reasoning is not None or args.system is not None):
         raise UsageError("--reasoning/--system need --harmony: a raw prompt has no system message")
     text = prompt_text(args, defaults)
     out, errors = Out(console), Console(stderr=True, highlight=False)
+    for line in (model_banner(defaults), noise_warning(defaults, None if args.tokens is not None else text)):
+        if line:
+            errors.print(line, style="dim", markup=False, soft_wrap=True)
     if args.tokens is not None:
         prompt = parse_token_ids(args.tokens)
         text = tokenizer.decode(prompt)

@@ -33,7 +33,8 @@ from ..model import check_tokens
 from ..views.report import report_html
 from ..views.steps import render_step, step_body, step_title, where_text
 from .common import (DEFAULT_WEIGHTS, BackgroundPass, UsageError, add_model_arguments, closed_pipe_is_fine,
-                     get_tokenizer, model_defaults, positive_int, prompt_tokens)
+                     chosen_prompt, get_tokenizer, model_banner, model_defaults, noise_warning, positive_int,
+                     prompt_tokens)
 from .navigation import (PIECES, Navigator, Step, all_steps, break_indices, build_steps,  # noqa: F401 (re-exported)
                          find_break, parse_layers, parse_pieces, select_steps, start_index)
 
@@ -90,6 +91,13 @@ def open_session(args, console: Console, model=None, wait: bool = True) -> Sessi
         if run.error is not None:
             raise run.error
     return session
+
+
+def about_lines(args, session: Session) -> list[str]:
+    """What the model was trained to do, and a warning when the prompt is none of that (defaults.json)."""
+    defaults = model_defaults(session.model)
+    lines = (model_banner(defaults), noise_warning(defaults, chosen_prompt(args, defaults)))
+    return [line for line in lines if line]
 
 
 def plan(args, session: Session) -> tuple[list[Step], list[Step], list[int]]:
@@ -173,7 +181,7 @@ def cmd_step(args, console: Console) -> None:
         session = open_session(args, console, wait=False)
         try:
             every, shown, breaks = plan(args, session)
-            run_debugger(session, shown, breaks, top=args.top)
+            run_debugger(session, shown, breaks, top=args.top, about=about_lines(args, session))
         finally:
             session.stop()
         return
@@ -185,6 +193,8 @@ def cmd_step(args, console: Console) -> None:
             start = breaks[0] if breaks else 0
             console.print(f"[bold]minigptoss step[/] on {session.source}: {len(session.tokens)} tokens, "
                           f"{len(shown)} step{'s' if len(shown) != 1 else ''}", highlight=False)
+            for line in about_lines(args, session):
+                console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
             if start:
                 console.print(f"ran {start} steps to the breakpoint {shown[start].name}", style="dim", highlight=False)
             print_steps(session, shown, console, start, args.top, others)
