@@ -11,8 +11,8 @@
         "knowledge_cutoff": null,
         "valid_channels": []
       },
-      "about": "chat: trained to ...",  one line the banners of step, run, generate and chat show: the model and
-                                     what it was trained to do
+      "about": "trained to ...",     what the model was trained to do, in a few words: the banners of step, run,
+                                     generate and chat show it after the model's name, with the prompt to try
       "tasks": ["[0-9]{1,10}="],     the prompts it was trained on, as Python regular expressions matched against
                                      the whole prompt text (the user's message, with "harmony"); step warns that
                                      the answer to a prompt matching none of them will be noise
@@ -48,6 +48,13 @@ class ModelDefaults:
     about: str | None = None
     tasks: tuple = ()  # compiled regular expressions
     temperature: float | None = None
+
+    def about_line(self) -> str | None:
+        """What the model was trained to do and a prompt to try: 'trained to sort ...; try 26023397=' (None if
+        the folder does not say)."""
+        if not self.about:
+            return None
+        return f"{self.about}; try {self.prompt}" if self.prompt else self.about
 
     def in_tasks(self, text: str) -> bool:
         """The prompt text is one the model was trained on (True when the folder names no tasks)."""

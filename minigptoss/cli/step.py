@@ -94,10 +94,10 @@ def open_session(args, console: Console, model=None, wait: bool = True) -> Sessi
 
 
 def about_lines(args, session: Session) -> list[str]:
-    """What the model was trained to do, and a warning when the prompt is none of that (defaults.json)."""
+    """The warning that the answer will be noise, when the prompt is none of the model's tasks (defaults.json)."""
     defaults = model_defaults(session.model)
-    lines = (model_banner(defaults), noise_warning(defaults, chosen_prompt(args, defaults)))
-    return [line for line in lines if line]
+    warning = noise_warning(defaults, chosen_prompt(args, defaults))
+    return [warning] if warning else []
 
 
 def plan(args, session: Session) -> tuple[list[Step], list[Step], list[int]]:
@@ -191,7 +191,8 @@ def cmd_step(args, console: Console) -> None:
             every, shown, breaks = plan(args, session)
             others = intervened(args, session)
             start = breaks[0] if breaks else 0
-            console.print(f"[bold]minigptoss step[/] on {session.source}: {len(session.tokens)} tokens, "
+            console.print(f"[bold]minigptoss step[/] on {model_banner(session.model, session.source)}: "
+                          f"{len(session.tokens)} tokens, "
                           f"{len(shown)} step{'s' if len(shown) != 1 else ''}", highlight=False)
             for line in about_lines(args, session):
                 console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
@@ -218,7 +219,8 @@ def add_step_parser(commands) -> None:
     step.add_argument("--break", dest="break_at", metavar="NAME", action="append",
                       help="start at step NAME (e.g. blocks.3.attn, '*.router'); repeat it, then `c` goes from one "
                            "breakpoint to the next")
-    step.add_argument("--only", metavar="PIECES", help=f"show only these pieces, comma-separated: {', '.join(PIECES)}")
+    step.add_argument("--only", metavar="PIECES", help=f"show only these pieces, comma-separated: {', '.join(PIECES)} (or sinks: the "
+                      "attention step alone; experts: mlp1, swiglu, mlp2, moe)")
     step.add_argument("--no-pause", action="store_true",
                       help="print every step without waiting (the default when not on a terminal)")
     step.add_argument("--intervene", metavar="NAME", action="append",

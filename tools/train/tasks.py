@@ -195,22 +195,20 @@ NOT_SORT_ANALYSIS = "not a sort request."
 NOT_SORT_ANSWER = 'I can only sort digits: try "sort 60237".'
 # The models' defaults, written as defaults.json beside config.json (the format: minigptoss/checkpoint/defaults.py).
 # The chat model's "system" holds harmony SystemMessage fields (this one renders as "Reasoning: low"); "prompt"
-# is a question of its task; "harmony" says the commands wrap prompts as a conversation; "about" is the banner's
-# line; "tasks" are the prompts the model was trained on, as regular expressions (a prompt matching none of them
+# is a question of its task; "harmony" says the commands wrap prompts as a conversation; "about" is what the
+# banner says after the model's name; "tasks" are the prompts the model was trained on, as regular expressions (a prompt matching none of them
 # gets the warning that the answer will be noise).
 CHAT_DEFAULTS = {
     "prompt": CHAT_DEFAULT_QUESTION,
     "harmony": True,
     "system": {"model_identity": None, "knowledge_cutoff": None, "reasoning_effort": "low", "valid_channels": []},
-    "about": 'chat: trained to sort 1-8 digits asked as "sort 60237", in harmony (to anything else it says what '
-             'it can do)',
+    "about": "trained to sort 1-8 digits in harmony, and to say so to anything else",
     "tasks": ["sort [0-9]{1,8}", "(?!sort [0-9]+$).*"],  # a sort request, or any message that is not one
     "temperature": 0.0,  # greedy: sampled at 1.0 it answers fewer right (tools/train/README.md)
 }
 SORT_DEFAULTS = {
     "prompt": SORT_DEFAULT_PROMPT,
-    "about": "sort: trained to sort 1-10 digits, repeat 8 letters, and continue 10-13 letters after '|' "
-             "(abcdefghijk|ab)",
+    "about": "trained to sort 1-10 digits, repeat 8 letters, and continue letters given again after '|'",
     "tasks": ["[0-9]{1,10}=", "[a-z]{8}=", "[a-z]{10,13}\\|[a-z]{1,3}"],
 }
 
