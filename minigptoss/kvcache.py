@@ -20,6 +20,7 @@ What it does not do: attention itself, or any limit on the total length (RoPE ta
 
 import numpy as np
 
+from .arguments import whole_number
 from .config import Config
 
 
@@ -29,9 +30,7 @@ class KVCache:
     def __init__(self, config: Config, rollback: int = 0):
         """rollback: how many entries beyond its window each sliding layer keeps, so that `truncate` can go
         back that many positions (0: exactly W, the least the next query needs plus one)."""
-        if rollback < 0:
-            raise ValueError(f"KVCache rollback must be >= 0, got {rollback}")
-        self.rollback = rollback
+        self.rollback = whole_number("KVCache", "rollback", rollback, low=0)
         layers, kv_shape = config.num_hidden_layers, (0, config.num_key_value_heads, config.head_dim)
         self.windows = [config.window(n) for n in range(layers)]
         self.keys = [np.zeros(kv_shape, dtype=np.float32) for _ in range(layers)]
