@@ -91,7 +91,11 @@ def resolve(path) -> Path:
     folder of the bundled model a bare name such as "tiny_weights", "tiny" or "sort" stands for; a bare name
     that is neither raises CheckpointError listing the bundled names."""
     given = Path(path)
-    if given.exists() or not isinstance(path, str) or given.name != path:
+    try:
+        exists = given.exists()
+    except OSError:  # a folder on the way that cannot be searched: the loader names it
+        exists = True
+    if exists or not isinstance(path, str) or given.name != path:
         return given
     return bundled(path)
 

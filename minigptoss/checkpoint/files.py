@@ -38,11 +38,13 @@ that are read again on every pass, so this is documented instead.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import json
 import math
 import mmap
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -265,19 +267,55 @@ class CheckpointInfo:
         return self.expert_bytes + self.other_bytes
 
 
+def _kind(path: Path) -> str:
+    """"file", "folder", "other" or "missing" (absent, a dangling symlink, a symlink loop): what `path` is, or
+    one CheckpointError naming it when it cannot be looked at (a folder on the way without search permission)."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except OSError as problem:
+        if problem.errno == errno.ELOOP:
+            return "missing"
+        blocked = next((folder for folder in path.parents if _stats(folder)), None)  # the one it cannot search
+        if blocked is None:
+            raise CheckpointError(f"{path}: cannot look at it ({problem.strerror})") from None
+        raise CheckpointError(f"{blocked}: cannot look inside the folder for {path.relative_to(blocked)} "
+                              f"({problem.strerror})") from None
+    return "file" if stat.S_ISREG(mode) else "folder" if stat.S_ISDIR(mode) else "other"
+
+
+def _stats(path: Path) -> bool:
+    try:
+        path.stat()
+        return True
+    except OSError:
+        return False
+
+
+def safetensors_in(folder: Path) -> list[Path]:
+    """The *.safetensors entries of `folder`, sorted, or one CheckpointError if the folder cannot be listed
+    (Path.glob would silently find nothing in a folder without read permission)."""
+    try:
+        return sorted(entry for entry in folder.iterdir() if entry.name.endswith(".safetensors"))
+    except OSError as problem:
+        raise CheckpointError(f"{folder}: cannot list the folder ({problem.strerror})") from None
+
+
 def find_checkpoint(path) -> tuple[str, Path, str]:
-    """Which layout a path holds: -> ("original" or "hf", the folder to read, how it was found)."""
+    """Which layout a path holds: -> ("original" or "hf", the folder to read, how it was found). A folder or
+    file that cannot be looked at or listed (permissions) is one CheckpointError naming it."""
     given = Path(path)
-    folder = given.parent if given.is_file() else given
-    if not folder.is_dir():
+    folder = given.parent if _kind(given) == "file" else given
+    if _kind(folder) != "folder":
         raise CheckpointError(f"{given}: no such folder (expected a gpt-oss checkpoint: config.json + "
                               f"*.safetensors, or a downloaded model holding original/)")
     original = folder / "original"
-    if (original / "config.json").is_file() and any(original.glob("*.safetensors")):
-        beside = "; the Hugging Face files beside it are not used" if (folder / "config.json").is_file() else ""
+    if _kind(original / "config.json") == "file" and safetensors_in(original):
+        beside = "; the Hugging Face files beside it are not used" if _kind(folder / "config.json") == "file" else ""
         return "original", original, f"the original/ folder of a downloaded model in {folder}{beside}"
     config_path = folder / "config.json"
-    if not config_path.is_file():
+    if _kind(config_path) != "file":
         raise CheckpointError(f"{folder}: no config.json (expected a gpt-oss checkpoint folder: config.json + "
                               f"*.safetensors, or a downloaded model holding original/)")
     if hf.is_hf_config(read_json(config_path)):
@@ -333,7 +371,7 @@ def _open_files(files: list[Path]) -> dict[str, SafetensorsFile]:
 
 def _open_original(folder: Path):
     config = Config.from_json(folder / "config.json")
-    files = sorted(folder.glob("*.safetensors"))
+    files = safetensors_in(folder)
     if not files:
         raise CheckpointError(f"{folder}: no *.safetensors file next to config.json")
     where = _open_files(files)
@@ -367,8 +405,8 @@ def _open_hf(folder: Path):
 def _hf_files(folder: Path) -> list[Path]:
     """The safetensors files of a Hugging Face folder: those its index names, or all of them."""
     index_path = folder / "model.safetensors.index.json"
-    if not index_path.is_file():
-        files = sorted(folder.glob("*.safetensors"))
+    if _kind(index_path) != "file":
+        files = safetensors_in(folder)
         if not files:
             raise CheckpointError(f"{folder}: no *.safetensors file next to config.json")
         return files
@@ -379,7 +417,7 @@ def _hf_files(folder: Path) -> list[Path]:
     files = []
     for file_name in dict.fromkeys(weight_map.values()):
         path = folder / file_name
-        if Path(file_name).name != file_name or not path.is_file():
+        if Path(file_name).name != file_name or _kind(path) != "file":
             raise CheckpointError(f"{index_path}: names file {file_name!r}, which is not in {folder}")
         files.append(path)
     for path in files:  # the index and the files' headers must agree
