@@ -263,3 +263,70 @@ def test_pictures_of_zero_or_negative_width_degrade_to_one_column():
     assert len(sparkline(np.arange(10.0), width=-5)) == 1
     assert heatmap(np.ones((3, 4)), max_rows=0, max_cols=-1).plain.count("\n") == 0
     assert len(sparkline(np.zeros(0), width=8)) == 1
+
+
+# -- folders and files that cannot be searched or listed (issue 21) ----------------------------------------------
+
+def _denied(blocked: Path, real):
+    """A stand-in for Path.stat / Path.iterdir that raises PermissionError inside `blocked`, as a folder of mode
+    000 does for a user without override rights (root-independent: the suite runs as root in CI)."""
+    def guarded(self, *args, **kwargs):
+        if blocked in self.parents or (real.__name__ == "iterdir" and self == blocked):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+    guarded.__name__ = real.__name__
+    return guarded
+
+
+@pytest.mark.parametrize("where", ["folder", "original", "given"])
+def test_a_folder_that_cannot_be_searched_is_named(tiny_copy, monkeypatch, where):
+    (tiny_copy / "original").mkdir()
+    blocked = {"folder": tiny_copy, "original": tiny_copy / "original", "given": tiny_copy}[where]
+    path = tiny_copy / "config.json" if where == "given" else tiny_copy
+    monkeypatch.setattr(Path, "stat", _denied(blocked, Path.stat))
+    message = refused(CheckpointError, path, str(blocked), "cannot look inside the folder", "Permission denied")
+    assert "original/config.json" in message or "config.json" in message
+
+
+def test_a_folder_that_cannot_be_listed_is_named_not_empty(tiny_copy, monkeypatch):
+    monkeypatch.setattr(Path, "iterdir", _denied(tiny_copy, Path.iterdir))
+    refused(CheckpointError, tiny_copy, str(tiny_copy), "cannot list the folder", "Permission denied")
+
+
+def test_unreadable_folders_as_a_user_without_override_rights(tiny_copy, tmp_path):
+    """The same with real permissions: mode 000 / 311 folders, read by a process that cannot override them (root
+    drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH with setpriv; another user just runs)."""
+    import shutil
+
+    drop = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: root reads a mode-000 folder anyway")
+        drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                "--inh-caps=-dac_override,-dac_read_search"]
+    cases = {}
+    for name, mode, inner in [("search", 0o000, None), ("list", 0o311, None), ("inner", 0o755, "original")]:
+        folder = tmp_path / name
+        shutil.copytree(tiny_copy, folder if inner is None else folder / inner)
+        os.chmod(folder / inner if inner else folder, 0o000 if inner else mode)
+        cases[name] = folder
+    script = ("import sys, minigptoss\n"
+              "for path in sys.argv[1:]:\n"
+              "    try:\n        minigptoss.load(path); print('loaded')\n"
+              "    except minigptoss.MinigptossError as error:\n        print(error)\n")
+    try:
+        done = subprocess.run([*drop, sys.executable, "-c", script, *map(str, cases.values())], capture_output=True,
+                              text=True, timeout=60, cwd=ROOT)
+    finally:
+        for folder in cases.values():
+            os.chmod(folder, 0o755)
+            if (folder / "original").exists():
+                os.chmod(folder / "original", 0o755)
+    if drop and done.returncode and "setpriv" in done.stderr:
+        pytest.skip(f"setpriv cannot drop capabilities here: {done.stderr.strip()}")
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{cases['search']}: cannot look inside the folder for original/config.json (Permission denied)"
+    assert lines[1] == f"{cases['list']}: cannot list the folder (Permission denied)"
+    assert lines[2] == (f"{cases['inner'] / 'original'}: cannot look inside the folder for config.json "
+                        f"(Permission denied)")
