@@ -17,7 +17,7 @@ from hypothesis import given, strategies as st
 
 import minigptoss
 from helpers import refused, rewrite_header
-from minigptoss.checkpoint import CheckpointError, write_hf_checkpoint
+from minigptoss.checkpoint import CheckpointError, hf, write_hf_checkpoint
 from minigptoss.cli import UsageError, main
 from minigptoss.config import TINY, Config, ConfigError
 from minigptoss.errors import MinigptossError, SamplingError, SettingError, TokenError
@@ -330,3 +330,49 @@ def test_unreadable_folders_as_a_user_without_override_rights(tiny_copy, tmp_pat
     assert lines[1] == f"{cases['list']}: cannot list the folder (Permission denied)"
     assert lines[2] == (f"{cases['inner'] / 'original'}: cannot look inside the folder for config.json "
                         f"(Permission denied)")
+
+
+# -- config values the model cannot mean (issue 21) ----------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [1e-30, 1e-4, 5e-324])
+def test_a_swiglu_limit_that_clamps_everything_is_refused_with_its_range(tiny_copy, value):
+    data = json.loads((tiny_copy / "config.json").read_text())
+    (tiny_copy / "config.json").write_text(json.dumps(data | {"swiglu_limit": value}))
+    refused(ConfigError, tiny_copy, "'swiglu_limit'", ">= 0.001 and <= 1e18", repr(value))
+
+
+def test_the_smallest_meaningful_swiglu_limit_and_gpt_oss_values_still_load(tiny_copy, tmp_path):
+    Config(**TINY.to_dict() | {"swiglu_limit": 1e-3})
+    Config(**TINY.to_dict() | {"swiglu_limit": 0.5})  # the parity golden's "clamps everywhere" variant
+    from minigptoss.config import GPT_OSS_20B, GPT_OSS_120B
+
+    for real in (GPT_OSS_20B, GPT_OSS_120B):
+        assert Config.from_dict(real.to_dict()) == real
+        assert hf.config_from_hf(hf.hf_config_dict(real)) == real
+
+
+@pytest.mark.parametrize("key, value, needles", [
+    ("tie_word_embeddings", True, ("'tie_word_embeddings'", "False")),
+    ("tie_word_embeddings", 0, ("'tie_word_embeddings'", "JSON boolean false", "got 0")),
+    ("attention_bias", 1, ("'attention_bias'", "JSON boolean true", "got 1")),
+    ("rope_scaling", {"attention_factor": 1.0}, ("'rope_scaling.attention_factor'", "1.34657")),
+    ("rope_scaling", {"mscale": 2.0, "mscale_all_dim": 1.0}, ("'rope_scaling.mscale'", "0.1 ln(factor) + 1")),
+    ("rope_scaling", {"attention_factor": "x"}, ("'rope_scaling.attention_factor'", "must be a number")),
+    ("swiglu_limit", 1e-30, ("'swiglu_limit'", ">= 0.001")),
+])
+def test_hf_config_values_gpt_oss_never_has_are_refused_by_name(tmp_path, key, value, needles):
+    folder = tmp_path / "hf"
+    write_hf_checkpoint(folder, TINY, minigptoss.load(minigptoss.TINY_WEIGHTS).weights)
+    data = json.loads((folder / "config.json").read_text())
+    data[key] = data[key] | value if isinstance(value, dict) else value
+    (folder / "config.json").write_text(json.dumps(data))
+    refused(ConfigError, folder, "config.json", *needles)
+
+
+def test_hf_config_that_spells_out_gpt_oss_own_attention_factor_loads(tmp_path):
+    folder = tmp_path / "hf"
+    write_hf_checkpoint(folder, TINY, minigptoss.load(minigptoss.TINY_WEIGHTS).weights)
+    data = json.loads((folder / "config.json").read_text())
+    data["rope_scaling"] |= {"attention_factor": 0.1 * math.log(32) + 1}
+    (folder / "config.json").write_text(json.dumps(data))
+    assert minigptoss.load(folder).config == TINY
