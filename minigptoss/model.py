@@ -56,6 +56,9 @@ class Model:
         the module-level `forward` returns them as they are."""
         tokens = check_tokens(tokens, self.config.vocab_size)
         instance("forward", "cache", cache, KVCache, "a KVCache (model.new_cache())", none=True)
+        check_files = getattr(self.weights, "check_files", None)
+        if check_files is not None:  # a loaded checkpoint: its files' sizes and times still as `load` saw them
+            check_files()
         before = cache.state() if cache is not None else None
         logits = forward(self, tokens, cache)
         if not np.isfinite(logits).all():

@@ -376,3 +376,44 @@ def test_hf_config_that_spells_out_gpt_oss_own_attention_factor_loads(tmp_path):
     data["rope_scaling"] |= {"attention_factor": 0.1 * math.log(32) + 1}
     (folder / "config.json").write_text(json.dumps(data))
     assert minigptoss.load(folder).config == TINY
+
+
+# -- a checkpoint file changed after load() (issue 21) ------------------------------------------------------------
+
+def _pass_in_a_child(folder: Path, change: str) -> subprocess.CompletedProcess:
+    """load, change the file, forward: in a child process, since without the check the pass dies of SIGBUS."""
+    script = (f"import os, sys, minigptoss\n"
+              f"model = minigptoss.load(sys.argv[1]); model.forward([1, 2])\n"
+              f"path = os.path.join(sys.argv[1], 'model.safetensors')\n{change}\n"
+              f"try:\n    model.forward([1, 2, 3]); print('ran')\n"
+              f"except minigptoss.MinigptossError as error:\n    print(error)\n")
+    return subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=60)
+
+
+def test_a_checkpoint_truncated_after_load_is_one_error_not_sigbus(tiny_copy):
+    header = 8 + int.from_bytes((tiny_copy / "model.safetensors").read_bytes()[:8], "little")
+    done = _pass_in_a_child(tiny_copy, f"os.truncate(path, {header})")
+    assert done.returncode == 0, f"status {done.returncode}: {done.stderr[-300:]}"
+    assert done.stdout.strip().startswith(f"{tiny_copy / 'model.safetensors'}: the file changed after the model "
+                                          f"was loaded (it now holds {header} bytes, not ")
+
+
+def test_a_checkpoint_rewritten_in_place_is_named_and_one_replaced_by_rename_is_fine(tiny_copy):
+    rewrite = ("data = open(path, 'rb').read()\nimport time; time.sleep(0.01)\n"
+               "open(path, 'r+b').write(data)\nos.utime(path, ns=(1, 1))")
+    done = _pass_in_a_child(tiny_copy, rewrite)
+    assert "rewritten in place: its modification time changed" in done.stdout, done.stdout + done.stderr
+    renamed = _pass_in_a_child(tiny_copy, "import shutil; shutil.copy(path, path + '.new'); "
+                                          "os.truncate(path + '.new', 100); os.replace(path + '.new', path)")
+    assert renamed.stdout.strip() == "ran", renamed.stdout + renamed.stderr  # the map keeps the old file
+
+
+def test_the_file_check_runs_before_every_pass_and_costs_no_numbers(tiny_copy):
+    model = minigptoss.load(tiny_copy)
+    calls = []
+    check = model.weights.check_files
+    model.weights.check_files = lambda: calls.append(check())
+    first = model.forward([1, 2, 3])
+    list(model.generate([1, 2], max_new_tokens=3))
+    assert len(calls) >= 1 + 3  # forward; generate's prefill and (at least) two one-token passes
+    assert np.array_equal(first, minigptoss.load(tiny_copy).forward([1, 2, 3]))

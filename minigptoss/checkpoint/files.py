@@ -31,8 +31,10 @@ Do not change a file while a model loaded from it is in use: the tensors ARE the
 or rewriting it in place (`cp new.safetensors model.safetensors`, a download resuming over it), kills the
 process with SIGBUS the next time a page past the new end is touched, or silently changes the numbers; Python
 cannot catch that signal. Replacing it by rename (`mv`, an atomic save) is safe: the map keeps the old file.
-There is no cheap guard: a check of size and mtime when a tensor is first touched would miss the expert pages
-that are read again on every pass, so this is documented instead.
+Guarded: before each pass `Model.forward` compares every file's size and modification time (fstat of the file
+it keeps open) with what `load` saw, and a change made between passes is one CheckpointError instead of SIGBUS.
+Not guarded: a change made during a pass (between the check and the pages it reads), which can still kill the
+process; and a rewrite that keeps both size and modification time.
 """
 
 from __future__ import annotations
@@ -158,8 +160,22 @@ class SafetensorsFile:
 
     def __init__(self, path):
         self.path = Path(path)
+        self._file = open_regular(self.path, CheckpointError)  # kept open: the file mapped and checked is this one
+        self.seen = _signature(os.fstat(self._file.fileno()))
         self.header, self.data_start = read_safetensors_header(self.path)
         self._map: mmap.mmap | None = None
+
+    def check_unchanged(self) -> None:
+        """One CheckpointError if the file was truncated, grown or rewritten in place since it was loaded (its size
+        or modification time differ from what `load` saw), before a pass touches a page past its new end (SIGBUS).
+        A file replaced by rename is not a change: the open file and the map are still the old one."""
+        now = _signature(os.fstat(self._file.fileno()))
+        if now != self.seen:
+            how = (f"it now holds {now[0]} bytes, not {self.seen[0]}" if now[0] != self.seen[0] else
+                   "rewritten in place: its modification time changed")
+            raise CheckpointError(f"{self.path}: the file changed after the model was loaded ({how}); load the "
+                                  f"checkpoint again (its tensors are the file's pages, so a pass over the changed "
+                                  f"file could crash the process or give other numbers)")
 
     def dtype(self, name: str) -> str:
         return self.header[name]["dtype"]
@@ -191,9 +207,13 @@ class SafetensorsFile:
 
     def _mapped(self) -> mmap.mmap:
         if self._map is None:
-            with open_regular(self.path, CheckpointError) as f:
-                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
         return self._map
+
+
+def _signature(status: os.stat_result) -> tuple[int, int]:
+    """What `check_unchanged` compares: the size and the modification time in nanoseconds."""
+    return status.st_size, status.st_mtime_ns
 
 
 def header_bytes(specs: dict[str, tuple[str, tuple[int, ...]]]) -> bytes:
@@ -349,11 +369,18 @@ def open_checkpoint(path, cache_bytes: int | None = None) -> tuple[Config, LazyW
     budget = default_cache_budget() if cache_bytes is None else int(cache_bytes)
     keep = cache_plan(stored, budget)
     weights = LazyWeights(stored, keep)
+    weights.check_files = functools.partial(_check_unchanged, tuple(files))
     experts = sum(s.nbytes for name, s in stored.items() if ".mlp.mlp" in name and not name.endswith("_bias"))
     total = sum(s.nbytes for s in stored.values())
     info = CheckpointInfo(layout, folder, how, tuple(file.path for file in files), experts, total - experts,
                           weights.planned_bytes(), budget)
     return config, weights, info
+
+
+def _check_unchanged(files: tuple[SafetensorsFile, ...]) -> None:
+    """Every file of a loaded checkpoint still as `load` saw it (a few fstat calls: cheap before each pass)."""
+    for file in files:
+        file.check_unchanged()
 
 
 def _open_files(files: list[Path]) -> dict[str, SafetensorsFile]:
