@@ -15,12 +15,12 @@ Names follow the official `gpt_oss/torch/model.py` where it has them (attn, mlp1
 
 import numpy as np
 
-from . import attention
-from .attention import (attend, attention_mask, attention_scores, chunked_attention, sink_softmax,
-                        split_qkv, whole_attention_bytes)
+from .attention import attend, attention_mask, attention_scores, sink_softmax, split_qkv, whole_attention_bytes
 from .arguments import shown, instance, whole_number
 from .config import Config
 from .errors import ArgumentError, MinigptossError, TokenError
+from .fast import attention as fast_attention
+from .fast.attention import banded_attention
 from .inspector import observe, record, wanted
 from .kvcache import KVCache
 from .nonfinite import NonFiniteError, locate
@@ -134,7 +134,7 @@ def attention_block(model: Model, n: int, x: np.ndarray, positions: np.ndarray, 
     keys, values, key_positions = (k_rot, v, positions) if cache is None else cache.extend(n, k_rot, v, positions)
     sinks = w[f"block.{n}.attn.sinks"]  # (nq,)
     if attention_in_chunks(c.num_attention_heads, len(positions), len(key_positions), at):  # a long prompt
-        z, sink_mass = chunked_attention(q_rot, keys, values, positions, key_positions, c.window(n), sinks)
+        z, sink_mass = banded_attention(q_rot, keys, values, positions, key_positions, c.window(n), sinks)
     else:
         mask = record(at + "mask", attention_mask(positions, key_positions, c.window(n)))  # (T, Tk)
         scores = record(at + "scores", attention_scores(q_rot, keys, mask))  # (nq, T, Tk)
@@ -152,10 +152,11 @@ class AttentionMemoryError(MinigptossError):
 
 
 def attention_in_chunks(num_heads: int, T: int, Tk: int, at: str) -> bool:
-    """Whether attention runs a chunk of query rows at a time (attention.chunked_attention): when its scores
-    (nq, T, Tk) would exceed attention.CHUNK_BYTES and no capture or patch asks for the mask, scores or probs.
+    """Whether attention runs a chunk of query rows at a time against the keys each may see (fast/attention.py's
+    banded_attention): when its scores (nq, T, Tk) would exceed fast.attention.CHUNK_BYTES and no capture or
+    patch asks for the mask, scores or probs.
     If one does, they are built whole when that fits in half the available memory, else AttentionMemoryError."""
-    if 4 * num_heads * T * Tk <= attention.CHUNK_BYTES:
+    if 4 * num_heads * T * Tk <= fast_attention.CHUNK_BYTES:
         return False
     if not any(wanted(at + name) for name in ("mask", "scores", "probs")):
         return True
