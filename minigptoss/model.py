@@ -60,14 +60,15 @@ class Model:
         if check_files is not None:  # a loaded checkpoint: its files' sizes and times still as `load` saw them
             check_files()
         before = cache.state() if cache is not None else None
-        logits = forward(self, tokens, cache)
-        if not np.isfinite(logits).all():
-            if cache is not None:
-                cache.restore(before)
-            first = locate(lambda: forward(self, tokens, cache))
-            if cache is not None:
-                cache.restore(before)
-            raise NonFiniteError(non_finite_message(self.weights, first))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN/inf: one NonFiniteError below
+            logits = forward(self, tokens, cache)
+            if not np.isfinite(logits).all():
+                if cache is not None:
+                    cache.restore(before)
+                first = locate(lambda: forward(self, tokens, cache))
+                if cache is not None:
+                    cache.restore(before)
+                raise NonFiniteError(non_finite_message(self.weights, first))
         return logits
 
     def generate(self, tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,

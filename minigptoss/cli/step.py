@@ -120,6 +120,10 @@ def print_steps(session: Session, steps: list[Step], console: Console, start: in
                       where_text(session, steps[index]),
                       side_by_side([session, *others], steps[index], console.width,
                                    lambda s, step, width: step_body(s, step, width=width, top=top), top))
+    if session.run is not None:  # every step was recorded, yet the pass may have failed at its end (NaN logits)
+        session.run.done.wait()
+        if session.run.error is not None:
+            raise session.run.error
 
 
 def intervened(args, session: Session) -> list[Session]:
