@@ -417,3 +417,132 @@ def test_the_file_check_runs_before_every_pass_and_costs_no_numbers(tiny_copy):
     list(model.generate([1, 2], max_new_tokens=3))
     assert len(calls) >= 1 + 3  # forward; generate's prefill and (at least) two one-token passes
     assert np.array_equal(first, minigptoss.load(tiny_copy).forward([1, 2, 3]))
+
+
+# -- the command line's last edges (issue 21) ----------------------------------------------------------------------
+
+def one_line(capsys, argv, status=2) -> str:
+    """main(argv) ends with `status` and exactly one line on stderr (no traceback); -> that line."""
+    try:
+        ended = main(argv)
+    except SystemExit as exit:  # argparse's own usage errors end this way (the command line's exit status)
+        ended = exit.code
+    assert ended == status
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["generate", "--seed", "-1"], ("--seed", "-1", ">= 0")),
+    (["generate", "--weights", "tiny", "--temperature", "1", "--seed", "x"], ("--seed", "'x'")),
+    (["run", "-p", ""], ("the prompt ''", "empty", "--tokens")),
+    (["generate", "-p", ""], ("the prompt ''", "empty")),
+    (["step", "-p", "", "--no-pause"], ("the prompt ''", "empty")),
+    (["run", "--tokens", "99999999999999999999999"], ("--tokens", "99999999999999999999999", "vocabulary",
+                                                      "320 tokens")),
+    (["generate", "--tokens", "99999999999999999999999"], ("--tokens", "outside the vocabulary")),
+    (["step", "--tokens", "-1", "--no-pause"], ("--tokens", "-1", "vocabulary")),
+    (["run", "--tokens", ","], ("--tokens", "empty")),
+])
+def test_cli_bad_prompts_and_seeds_are_one_line_naming_them(capsys, argv, needles):
+    err = one_line(capsys, argv)
+    assert all(needle in err for needle in needles), err
+
+
+@pytest.fixture(scope="module")
+def no_tokenizer_model(tmp_path_factory):
+    """A model whose vocabulary (100) has no tokenizer: neither o200k_harmony nor the byte-level one."""
+    import dataclasses
+
+    folder = tmp_path_factory.mktemp("vocab100")
+    minigptoss.save(minigptoss.random_model(dataclasses.replace(TINY, vocab_size=100), seed=1), folder)
+    return str(folder)
+
+
+def test_a_model_without_a_tokenizer_runs_on_token_ids_and_says_so(capsys, no_tokenizer_model):
+    assert main(["run", "--weights", no_tokenizer_model, "--tokens", "1,2,99"]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith("note: no tokenizer for vocab_size 100") and "token ids" in err and "<99>" in out
+    assert main(["generate", "--weights", no_tokenizer_model, "--tokens", "1,2", "-n", "2"]) == 0
+    assert "running on token ids" in capsys.readouterr().err
+    err = one_line(capsys, ["run", "--weights", no_tokenizer_model])  # its default prompt is text
+    assert "no tokenizer for vocab_size 100" in err and "--tokens" in err
+    one_line(capsys, ["generate", "--weights", no_tokenizer_model, "-p", "hello"])
+    err = one_line(capsys, ["run", "--weights", no_tokenizer_model, "--tokens", "100"])
+    assert "outside the vocabulary of the model (100 tokens" in err
+
+
+def test_closed_stdout_is_one_line_and_status_1():
+    for command in ("run", "generate"):
+        done = subprocess.run(f"{sys.executable} -m minigptoss {command} --weights tiny --tokens 1,2 >&-",
+                              shell=True, stderr=subprocess.PIPE, cwd=ROOT, timeout=60)
+        assert done.returncode == 1
+        assert done.stderr.decode() == "error: cannot write to standard output (it is closed)\n"
+
+
+def test_one_inf_in_a_weight_is_exactly_one_line_on_stderr(tiny_copy):
+    path = tiny_copy / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    length = int.from_bytes(data[:8], "little")
+    begin = 8 + length + json.loads(data[8:8 + length])["block.0.attn.qkv.weight"]["data_offsets"][0]
+    data[begin:begin + 2] = (0x7F80).to_bytes(2, "little")  # bf16 +inf
+    path.write_bytes(bytes(data))
+    for argv in (["run"], ["generate", "-n", "2"], ["step", "--no-pause", "--only", "attn", "--layer", "0"]):
+        done = run_cli(*argv, "--weights", str(tiny_copy), "--tokens", "1,2,3", stdout=subprocess.DEVNULL)
+        assert done.returncode == 2, done.stderr.decode()[-500:]
+        assert done.stderr.decode() == ("error: non-finite values first appear at blocks.0.attn.qkv (from "
+                                        "block.0.attn.qkv.weight: 1 of its 12288 values are NaN or inf)\n")
+
+
+def test_sigint_handler_of_the_full_screen_app_is_temporary():
+    """While the app runs SIGINT only sets app.interrupted (its tick ends the app, run_debugger raises
+    KeyboardInterrupt: status 130); afterwards Python's own handler is back (nothing process-wide is left)."""
+    import signal
+
+    from minigptoss.cli.debugger import sigint_sets
+
+    app = types.SimpleNamespace(interrupted=False)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with sigint_sets(app):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+    assert app.interrupted and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a pseudo-terminal and SIGINT")
+def test_sigint_to_the_full_screen_step_app_ends_it_with_status_130():
+    """`minigptoss step` on a terminal (a pty), SIGINT once its first screen is drawn: status 130 within
+    seconds (asyncio's own handler used to cancel Textual's task, which Textual took as a normal exit: 0)."""
+    import pty
+    import select
+    import signal
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the app on the pty
+        os.chdir(ROOT)
+        os.environ.update(TERM="xterm-256color", COLUMNS="100", LINES="30")
+        os.execv(sys.executable, [sys.executable, "-m", "minigptoss", "step", "--weights", "tiny",
+                                  "--tokens", "1,2,3"])
+    screen, status, deadline = b"", None, time.monotonic() + 45
+    try:
+        while time.monotonic() < deadline and b"keys" not in screen and b"step 1/" not in screen:
+            if select.select([fd], [], [], 0.1)[0]:
+                screen += os.read(fd, 65536)
+        assert b"keys" in screen or b"step 1/" in screen, screen[-300:]
+        os.kill(pid, signal.SIGINT)
+        sent = time.monotonic()
+        while status is None and time.monotonic() - sent < 15:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    os.read(fd, 65536)
+                except OSError:
+                    pass
+            done, code = os.waitpid(pid, os.WNOHANG)
+            status = os.waitstatus_to_exitcode(code) if done else None
+        assert status == 130, f"status {status} after {time.monotonic() - sent:.1f} s"
+    finally:
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)

@@ -175,11 +175,18 @@ def cmd_step(args, console: Console) -> None:
         from .debugger import run_debugger  # Textual is imported only for the interactive app
 
         session = open_session(args, console, wait=False)
+        interrupted = False
         try:
             every, shown, breaks = plan(args, session)
             run_debugger(session, shown, breaks, top=args.top)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
-            session.stop()
+            if interrupted and session.run is not None:  # end now: the pass thread (a daemon) is not waited for
+                session.run.progress.cancel()
+            else:
+                session.stop()
         return
     with closed_pipe_is_fine():
         session = open_session(args, console, wait=False)
