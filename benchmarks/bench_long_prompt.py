@@ -22,14 +22,13 @@ import json, resource, sys, time
 import numpy as np
 import minigptoss
 from minigptoss import attention
-from minigptoss.fast import attention as fast_attention
 
 tokens, whole = int(sys.argv[1]), sys.argv[2] == "whole"
 if whole:  # every chunk against every key (the pre-band behaviour), through the readable functions
     def readable_chunks(q, k, v, qp, kp, window, sinks, chunk_bytes=None):
         z = np.empty((len(qp), q.shape[1] * q.shape[2]), np.float32)
         mass = np.empty((q.shape[1], len(qp)), np.float32)
-        step = max(1, fast_attention.CHUNK_BYTES // (4 * q.shape[1] * len(kp)))  # rows of 256 MiB of scores
+        step = max(1, attention.CHUNK_BYTES // (4 * q.shape[1] * len(kp)))  # rows of 256 MiB of scores
         for rows in (slice(start, start + step) for start in range(0, len(qp), step)):
             probs, mass[:, rows] = attention.sink_softmax(
                 attention.attention_scores(q[rows], k, attention.attention_mask(qp[rows], kp, window)), sinks)

@@ -21,6 +21,7 @@ What it does not do: attention itself, or any limit on the total length (RoPE ta
 import numpy as np
 
 from .arguments import whole_number
+from .errors import ArgumentError
 from .config import Config
 
 
@@ -80,10 +81,10 @@ class KVCache:
 
     def truncate(self, length: int) -> None:
         """Go back to the first `length` positions: every layer drops its entries at positions >= length, and
-        the next tokens fed continue from position `length`. ValueError (the cache unchanged) if a sliding
-        layer already dropped a key the next query needs (see can_truncate): then start a new cache."""
+        the next tokens fed continue from position `length`. ArgumentError, a ValueError (the cache unchanged),
+        if a sliding layer already dropped a key the next query needs (see can_truncate): then start a new cache."""
         if not self.can_truncate(length):
-            raise ValueError(f"cannot roll the KV cache back from {self.length} to {length} positions: "
+            raise ArgumentError(f"cannot roll the KV cache back from {self.length} to {length} positions: "
                              + ("out of range" if not 0 <= length <= self.length else
                                 "a sliding layer no longer holds the keys before it (make the cache with a "
                                 "larger rollback, or start a new one)"))

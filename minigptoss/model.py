@@ -15,11 +15,11 @@ Names follow the official `gpt_oss/torch/model.py` where it has them (attn, mlp1
 
 import numpy as np
 
+from . import attention
 from .attention import attend, attention_mask, attention_scores, sink_softmax, split_qkv, whole_attention_bytes
 from .arguments import shown, instance, whole_number
 from .config import Config
 from .errors import ArgumentError, MinigptossError, TokenError
-from .fast import attention as fast_attention
 from .fast.attention import banded_attention
 from .inspector import observe, record, wanted
 from .kvcache import KVCache
@@ -154,10 +154,10 @@ class AttentionMemoryError(MinigptossError):
 
 def attention_in_chunks(num_heads: int, T: int, Tk: int, at: str) -> bool:
     """Whether attention runs a chunk of query rows at a time against the keys each may see (fast/attention.py's
-    banded_attention): when its scores (nq, T, Tk) would exceed fast.attention.CHUNK_BYTES and no capture or
+    banded_attention): when its scores (nq, T, Tk) would exceed attention.CHUNK_BYTES and no capture or
     patch asks for the mask, scores or probs.
     If one does, they are built whole when that fits in half the available memory, else AttentionMemoryError."""
-    if 4 * num_heads * T * Tk <= fast_attention.CHUNK_BYTES:
+    if 4 * num_heads * T * Tk <= attention.CHUNK_BYTES:
         return False
     if not any(wanted(at + name) for name in ("mask", "scores", "probs")):
         return True

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigptoss
+from minigptoss import attention
 from minigptoss.attention import attend, attention_mask, attention_scores, kv_head_of, sink_softmax, split_qkv
 from minigptoss.fast import attention as fast_attention
 from minigptoss.fast.attention import banded_attention, chunk_rows, key_range
@@ -211,7 +212,7 @@ def test_chunks_of_a_full_layer_stay_within_their_budget():
 def small_chunks(monkeypatch):
     """Attention scores above 4 * 8 heads * 60 * 60 bytes run in chunks (the tiny model, 60+ tokens), of at most
     16 rows of a full layer."""
-    monkeypatch.setattr(fast_attention, "CHUNK_BYTES", 4 * 8 * 60 * 60)
+    monkeypatch.setattr(attention, "CHUNK_BYTES", 4 * 8 * 60 * 60)
     monkeypatch.setattr(fast_attention, "BAND_BYTES", 4 * 8 * 100 * 16)
 
 
@@ -239,11 +240,20 @@ def test_a_long_prompt_in_bands_gives_the_whole_pass_logits_and_argmax(small_chu
     banded = model.forward(tokens)
     cache = model.new_cache()
     continued = np.concatenate([model.forward(tokens[:200], cache), model.forward(tokens[200:], cache)])
-    monkeypatch.setattr(fast_attention, "CHUNK_BYTES", 2**40)  # everything whole: the readable definition
+    monkeypatch.setattr(attention, "CHUNK_BYTES", 2**40)  # everything whole: the readable definition
     whole = model.forward(tokens)
     for logits in (banded, continued):
         np.testing.assert_allclose(logits, whole, rtol=1e-5, atol=1e-5 * np.abs(whole).max())
         assert (logits.argmax(axis=-1) == whole.argmax(axis=-1)).all()
+
+
+def test_the_memory_estimate_of_a_long_prompt_counts_chunks_not_the_whole_scores():
+    """20,000 tokens of the tiny model: the whole (nq, T, T) scores would be 12.8 GB; the banded pass needs its
+    chunks and per-layer copies, and the estimate says so (benchmarks/bench_long_prompt.py measured 0.14 GiB)."""
+    from minigptoss.checkpoint import working_bytes
+
+    assert 0.14 * 2**30 < working_bytes(TINY, 20_000) < 2**30
+    assert working_bytes(TINY, 100) >= 4 * 4 * 8 * 100 * 100  # short prompts: the readable path's whole scores
 
 
 def test_recording_scores_that_would_not_fit_is_refused_with_the_estimate(small_chunks, monkeypatch):

@@ -55,6 +55,7 @@ import numpy as np
 
 from . import hf
 from .. import environment
+from ..attention import CHUNK_BYTES
 from ..config import Config, ConfigError, open_regular, read_json
 from ..errors import MinigptossError
 from ..mxfp4 import decode_mxfp4
@@ -528,7 +529,11 @@ def working_bytes(config: Config, tokens: int, context: int = 0) -> int:
     H, I, k = c.hidden_size, c.intermediate_size, c.experts_per_token
     qkv_rows = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim
     logits = 2 * T * c.vocab_size * 4  # logits, and one temporary
-    attention = 4 * c.num_attention_heads * T * S * 4  # scores, exp, probs, mask-sized temporaries
+    # scores, exp, probs, mask-sized temporaries: whole up to CHUNK_BYTES of scores, else fast/attention.py's
+    # chunks (a few MiB) and its per-layer copies of q, k, v and z
+    scores = 4 * c.num_attention_heads * T * S
+    attention = 4 * scores if scores <= CHUNK_BYTES else \
+        16 * 2**20 + 4 * 2 * (T + S) * c.num_attention_heads * c.head_dim
     moe = 3 * T * k * (2 * I + I + H) * 4  # mlp1, swiglu, expert_out and gathered rows
     widened = (qkv_rows + H) * H * 4  # one layer's attention weights widened per use
     decode = 2 * (2 * I) * H * 4 // 8  # decoded expert chunks (fastmxfp4), generous

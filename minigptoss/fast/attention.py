@@ -26,7 +26,6 @@ import numpy as np
 
 from .mxfp4 import one_blas_thread
 
-CHUNK_BYTES = 256 * 2**20  # whole scores up to this size take the readable path (model.attention_in_chunks)
 BAND_BYTES = 2 * 2**20  # a chunk's scores here: small enough to stay in the CPU's cache through every pass
 MIN_ROWS = 64  # rows per chunk on a sliding layer when the window is smaller (fewer, larger NumPy calls)
 
