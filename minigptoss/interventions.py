@@ -61,6 +61,8 @@ class Intervention:
         self._stack.pop().close()
 
     def __add__(self, other: "Intervention") -> "Intervention":
+        if not isinstance(other, Intervention):
+            return NotImplemented
         keep = None if self.keep_all_keys is None or other.keep_all_keys is None else \
             (*self.keep_all_keys, *other.keep_all_keys)
         return Intervention(f"{self.label} + {other.label}", self.patches + other.patches, keep)

@@ -220,6 +220,7 @@ def logit_lens(model: Model, residual: np.ndarray) -> np.ndarray:
     """The final norm and the unembedding applied to any residual stream:  (..., H) -> (..., V). On the last
     block's resid_post it gives the model's logits, bit for bit; on an earlier one, what the model would
     predict if the remaining blocks were skipped (the "logit lens")."""
+    instance("logit_lens", "model", model, Model, "a minigptoss.Model")
     try:
         stream = np.asarray(residual, dtype=np.float32)
     except (ValueError, TypeError):

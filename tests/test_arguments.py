@@ -50,6 +50,7 @@ CASES = [
     (lambda m: m.new_cache("x"), ArgumentError, ("new_cache", "rollback", "'x'")),
     (lambda m: m.logit_lens("x"), ArgumentError, ("logit_lens", "residual", "(..., 64)")),
     (lambda m: m.logit_lens(np.zeros((2, 3))), ArgumentError, ("logit_lens", "shape (2, 3)")),
+    (lambda m: minigptoss.logit_lens("m", np.zeros(64)), ArgumentError, ("logit_lens", "model", "'m'")),
     (lambda m: minigptoss.load(5), ArgumentError, ("load", "path", "5")),
     (lambda m: minigptoss.load(""), ArgumentError, ("load", "path", "''")),
     (lambda m: minigptoss.save("x", "/nowhere"), ArgumentError, ("save", "model", "'x'")),
