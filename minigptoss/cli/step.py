@@ -128,6 +128,10 @@ def print_steps(session: Session, steps: list[Step], console: Console, start: in
                       where_text(session, steps[index]),
                       side_by_side([session, *others], steps[index], console.width,
                                    lambda s, step, width: step_body(s, step, width=width, top=top), top))
+    if session.run is not None:  # every step was recorded, yet the pass may have failed at its end (NaN logits)
+        session.run.done.wait()
+        if session.run.error is not None:
+            raise session.run.error
 
 
 def intervened(args, session: Session) -> list[Session]:
@@ -179,11 +183,18 @@ def cmd_step(args, console: Console) -> None:
         from .debugger import run_debugger  # Textual is imported only for the interactive app
 
         session = open_session(args, console, wait=False)
+        interrupted = False
         try:
             every, shown, breaks = plan(args, session)
             run_debugger(session, shown, breaks, top=args.top, about=about_lines(args, session))
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
-            session.stop()
+            if interrupted and session.run is not None:  # end now: the pass thread (a daemon) is not waited for
+                session.run.progress.cancel()
+            else:
+                session.stop()
         return
     with closed_pipe_is_fine():
         session = open_session(args, console, wait=False)

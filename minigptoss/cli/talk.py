@@ -347,7 +347,7 @@ def add_sampling_flags(parser: argparse.ArgumentParser, max_tokens: int, harmony
                              f"(default: {DEFAULT_TOP_P} = off, OpenAI's recommendation for gpt-oss)")
     parser.add_argument("--top-k", type=top_k_arg, default=0, metavar="K",
                         help="keep only the K most likely tokens; 0 = off (default: 0)")
-    parser.add_argument("--seed", type=int, metavar="S",
+    parser.add_argument("--seed", type=seed_arg, metavar="S",
                         help="random seed, for repeatable sampling (default: a fresh one, printed with the stats)")
 
 
@@ -376,6 +376,13 @@ def top_p_arg(text: str) -> float:
     value = _number(text, float, "a probability in (0, 1]")
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def seed_arg(text: str) -> int:
+    value = _number(text, int, "a whole number >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (NumPy's seeds are), got {value}")
     return value
 
 
