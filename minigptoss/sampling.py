@@ -50,13 +50,22 @@ def next_token_distribution(logits: np.ndarray, temperature: float, top_p: float
     return probs / probs.sum()
 
 
+def draw(logits: np.ndarray, rng: np.random.Generator, temperature: float = 0.0, top_p: float = 1.0,
+         top_k: int | None = None) -> tuple[int, float | None]:
+    """(token id, u) from (V,) logits: argmax at temperature 0 (u None), else the first token whose cumulative
+    probability under next_token_distribution exceeds u, a uniform number in [0, 1) from `rng` (inverse CDF:
+    the token `rng.choice(V, p=probs)` would give, and the number it would use)."""
+    if temperature == 0.0:
+        return int(np.argmax(logits)), None
+    cdf = np.cumsum(next_token_distribution(logits, temperature, top_p, top_k))  # (V,)
+    u = float(rng.random())
+    return int(np.searchsorted(cdf / cdf[-1], u, side="right")), u
+
+
 def sample(logits: np.ndarray, rng: np.random.Generator, temperature: float = 0.0, top_p: float = 1.0,
            top_k: int | None = None) -> int:
     """One token id from (V,) logits: argmax at temperature 0, else a draw from next_token_distribution."""
-    if temperature == 0.0:
-        return int(np.argmax(logits))
-    probs = next_token_distribution(logits, temperature, top_p, top_k)
-    return int(rng.choice(probs.size, p=probs))
+    return draw(logits, rng, temperature, top_p, top_k)[0]
 
 
 def check_sampling(max_new_tokens: int, temperature: float, top_p: float, top_k: int | None) -> None:
@@ -73,16 +82,19 @@ def check_sampling(max_new_tokens: int, temperature: float, top_p: float, top_k:
 
 def generate(model, tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
              top_k: int | None = None, seed: int | None = None,
-             stop_tokens: Iterable[int] | None = None, cache=None) -> Iterator[int]:
+             stop_tokens: Iterable[int] | None = None, cache=None, on_draw=None) -> Iterator[int]:
     """Yield new token ids as they are produced, with a KV cache (see the module docstring): `cache`, empty or
-    holding an earlier text that `tokens` continue, else a new `model.new_cache()`."""
+    holding an earlier text that `tokens` continue, else a new `model.new_cache()`. on_draw(token, u), if
+    given, hears each draw before it is yielded (u: the uniform number used, None when greedy; see `draw`)."""
     check_sampling(max_new_tokens, temperature, top_p, top_k)
     stop = set(stop_tokens or ())
     rng = np.random.default_rng(seed)
     cache = model.new_cache() if cache is None else cache
     logits = model.forward(tokens, cache)[-1]  # prefill: the whole prompt in one pass
     for _ in range(max_new_tokens):
-        token = sample(logits, rng, temperature, top_p, top_k)
+        token, u = draw(logits, rng, temperature, top_p, top_k)
+        if on_draw is not None:
+            on_draw(token, u)
         yield token
         if token in stop:
             return
