@@ -7,7 +7,8 @@
                             renormalise what is kept and draw one token with a seeded generator
 
 `generate` prefills the prompt in one forward pass, then feeds one token at a time with a KV cache; it stops
-after one of the caller's stop tokens (yielded, then the loop ends) or after max_new_tokens.
+after one of the caller's stop tokens (yielded, then the loop ends) or after max_new_tokens: n tokens take n
+forward passes (the last token drawn is never fed back, so the cache then holds the prompt and all but it).
 What it does not do: text (the caller knows its tokenizer and chat format, so it names the stop tokens: see
 text/harmony.py's `stop_tokens`) or the model math.
 """
@@ -91,11 +92,11 @@ def generate(model, tokens, max_new_tokens: int = 64, temperature: float = 0.0, 
     rng = np.random.default_rng(seed)
     cache = model.new_cache() if cache is None else cache
     logits = model.forward(tokens, cache)[-1]  # prefill: the whole prompt in one pass
-    for _ in range(max_new_tokens):
+    for count in range(1, max_new_tokens + 1):
         token, u = draw(logits, rng, temperature, top_p, top_k)
         if on_draw is not None:
             on_draw(token, u)
         yield token
-        if token in stop:
+        if token in stop or count == max_new_tokens:  # no pass whose logits nobody would read
             return
         logits = model.forward([token], cache)[-1]  # one new position

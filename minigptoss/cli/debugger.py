@@ -44,9 +44,10 @@ KEYS = [("Enter, space, n", "next step"), ("b, p", "previous step (in forward or
         ("c", "continue to the next --break step (the last step without one)"),
         ("/ TEXT Enter", "next step whose name contains TEXT"), ("s", "show/hide the source"),
         ("t", "show/hide the tensors (inputs, outputs, weights)"), ("o", "show/hide the outline of all steps"),
-        ("] [", "the same step in the next / previous pass (pass 1 reads the prompt; pass K the token K-1 wrote)"),
+        ("] [", "the same step in the next / previous pass (pass 1 reads the prompt, pass K the token pass "
+                "K-1 wrote)"),
         ("T", "the timeline: one row per token written (p, experts, sink mass, where full layers looked)"),
-        ("x NAME Enter", "write the answer again under an intervention, every pass side by side (sinks off, ...)"),
+        ("x NAME Enter", "the answer again under an intervention, side by side, pass by pass (sinks off, ...)"),
         ("X", "drop the comparison"),
         ("?", "this help"), ("Esc", "close a prompt or this help"), ("q, Ctrl-C", "quit")]
 KEY_LINE_WIDE = ("⏎/␣/n next · b back · ] [ next/previous pass · T timeline · ↑↓ PgUp/PgDn scroll · l layer · "
@@ -131,7 +132,7 @@ class DebuggerApp(InterventionKeys, App):
     CSS = """
     Screen { overflow: hidden; }
     #title { height: 1; background: $primary-background; text-wrap: nowrap; text-overflow: ellipsis; }
-    #where { height: auto; max-height: 2; }
+    #where { height: auto; max-height: 2; text-wrap: nowrap; text-overflow: ellipsis; }
     #main { height: 1fr; }
     #outline { width: 36; display: none; }
     #prompt { display: none; height: 3; }

@@ -77,7 +77,9 @@ def decode_attention(session, step, width: int = 80, cell=None) -> Group:
     grid = Table.grid(padding=(0, 1))
     for _ in range(4):
         grid.add_column(no_wrap=True)
-    ruler = "".join(str(j)[-1] if j % 5 == 0 else " " for j in shown)
+    ruler = ""
+    for j in shown:  # position numbers every 5 columns, where they fit
+        ruler += str(j) if j % 5 == 0 and len(ruler) == j - shown[0] else " " * (len(ruler) <= j - shown[0])
     labels = "".join((token_text(session.tokenizer, session.tokens[j]) + " ")[0] for j in shown)
     grid.add_row("", Text("sink", style="dim"), Text(ruler, style="dim"), Text("strongest key", style="dim"))
     grid.add_row("", "", Text(labels, style="bold"), "")

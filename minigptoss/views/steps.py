@@ -191,11 +191,14 @@ def where_text(session, step) -> Text:
         kind = f"sliding, window {c.sliding_window}" if c.is_sliding(step.layer) else "full causal"
         layer = f"layer {step.layer} of {c.num_hidden_layers} ({kind})"
     positions = f"positions 0..{T - 1} ({T} tokens)" if start == 0 else \
-        f"position {start} ({T - start} new, {start} cached)"
+        f"position {start} (1 new token, {start} before it)" if T - start == 1 else \
+        f"positions {start}..{T - 1} ({T - start} new, {start} before)"
     where = Text.assemble((layer, "bold yellow"), " · ", positions, " · ", ("piece ", "dim"), (step.piece, "bold"))
     if session.this_pass is None:
         return where
-    return Text("\n").join([pass_line(session), where])
+    both = Text("\n").join([pass_line(session), where])
+    both.no_wrap, both.overflow = True, "ellipsis"  # two lines, each cut to the width, never wrapped
+    return both
 
 
 def step_title(step, index: int, total: int, passes: str = "") -> str:
