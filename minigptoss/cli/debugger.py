@@ -254,9 +254,11 @@ class DebuggerApp(InterventionKeys, App):
         """Redraw what changed: the pinned lines, the body (if the step, its readiness, width or toggles did)."""
         nav, step = self.nav, self.nav.current
         self.put("title", Text.from_markup(step_title(step, nav.index, len(nav.steps), self.pass_label())))
-        ready = self.pass_started() and step.ready(self.session.cache)
+        ready = self.pass_started() and self.session.ready(step)
         width = self.body_width()
-        key = (self.pass_index, nav.index, ready, width, tuple(self.show.values()), tuple(map(id, self.sessions)))
+        drawn = self.session.this_pass is not None and self.session.this_pass.drawn is not None
+        key = (self.pass_index, nav.index, ready, drawn, width, tuple(self.show.values()),
+               tuple(map(id, self.sessions)))
         if key != self.drawn:
             content = self.query_one("#content", Static)
             if ready:
@@ -289,9 +291,10 @@ class DebuggerApp(InterventionKeys, App):
 
     def tick(self) -> None:
         """Every `poll` seconds while the pass runs: progress, and the step once it is recorded."""
-        cache = self.session.cache
-        ready = sum(step.ready(cache) for step in self.nav.steps)
-        if ready != self.ready_count or (self.session.run and not self.session.run.done.is_set()):
+        run = self.session.run
+        ready = (sum(self.session.ready(step) for step in self.nav.steps), self.pass_index,
+                 run is None or run.done.is_set())  # a step recorded, another pass, the generation over
+        if ready != self.ready_count or (run and not run.done.is_set()):
             self.ready_count = ready
             try:
                 self.refresh_view()

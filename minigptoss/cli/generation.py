@@ -51,21 +51,38 @@ class CacheLayer:
 
 @dataclass
 class Pass:
-    """One forward pass of a generation (1-based `number`), reading `inputs` from position `start`."""
+    """One forward pass of a generation (1-based `number`), reading `inputs` from position `start`. What it drew
+    is read live from the generation's draws (None until drawn)."""
 
     number: int
     start: int
     inputs: list[int]
     cache: object  # its recorded tensors (a Capture), filling while it runs
-    drawn: int | None = None  # the token drawn from its last logits row, once drawn
-    uniform: float | None = None  # the random number that draw used (None: greedy)
-    kv: tuple[CacheLayer, ...] = ()  # the KV cache as this pass left it
-    settings: Settings = Settings()  # how its token was drawn
+    settings: Settings = Settings()  # how its token is drawn
+    draws: list = field(default_factory=list)  # the generation's (token, u, kv) per pass, appended as drawn
 
     @property
     def end(self) -> int:
         """The position its drawn token takes (one past its last input)."""
         return self.start + len(self.inputs)
+
+    def _draw(self, part: int):
+        return self.draws[self.number - 1][part] if len(self.draws) >= self.number else None
+
+    @property
+    def drawn(self) -> int | None:
+        """The token drawn from its last logits row, once drawn."""
+        return self._draw(0)
+
+    @property
+    def uniform(self) -> float | None:
+        """The random number that draw used (None: greedy, or not drawn yet)."""
+        return self._draw(1)
+
+    @property
+    def kv(self) -> tuple[CacheLayer, ...]:
+        """The KV cache as this pass left it (empty until drawn)."""
+        return self._draw(2) or ()
 
 
 @dataclass
@@ -145,10 +162,7 @@ class Generation:
         for i in range(len(self._passes), started):
             inputs = list(self.prompt) if i == 0 else [draws[i - 1][0]]  # pass i starts after draw i-1
             start = 0 if i == 0 else len(self.prompt) + i - 1
-            self._passes.append(Pass(i + 1, start, inputs, self.capture.at_step(i), settings=self.settings))
-        for one in self._passes:
-            if one.drawn is None and one.number <= len(draws):
-                one.drawn, one.uniform, one.kv = draws[one.number - 1]
+            self._passes.append(Pass(i + 1, start, inputs, self.capture.at_step(i), self.settings, self.draws))
         return list(self._passes)
 
     @property

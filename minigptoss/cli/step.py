@@ -35,7 +35,7 @@ from rich.text import Text
 
 import minigptoss
 from ..model import check_tokens
-from ..views.report import report_html
+from ..views.report import generation_html
 from ..views.passes import pass_line, timeline
 from ..views.steps import render_step, step_body, step_title, where_text
 from .common import (DEFAULT_WEIGHTS, UsageError, add_model_arguments, closed_pipe_is_fine, get_tokenizer,
@@ -88,11 +88,19 @@ class Session:
     def weights(self):
         return self.model.weights
 
+    def ready(self, step: Step) -> bool:
+        """Whether `step` can be drawn: recorded, and for the output step of a generation's pass, its token
+        drawn (or the generation over)."""
+        if not step.ready(self.cache):
+            return False
+        return step.kind != "output" or self.this_pass is None or self.this_pass.drawn is not None or \
+            self.run is None or self.run.done.is_set()
+
     def wait_for(self, step: Step, poll: float = 0.02) -> bool:
-        """Block until `step` is recorded (True) or the pass ended without it (False; see run.error)."""
-        while not step.ready(self.cache):
+        """Block until `step` is ready (True) or the generation ended without it (False; see run.error)."""
+        while not self.ready(step):
             if self.run is None or self.run.done.is_set():
-                return step.ready(self.cache)
+                return self.ready(step)
             time.sleep(poll)
         return True
 
@@ -237,7 +245,8 @@ def intervened(args, session: Session) -> list[Session]:
 
 
 def export_report(args, console: Console) -> Path:
-    """`--export DIR`: run the pass (progress on stderr), write DIR/index.html (views/report.py), return its path."""
+    """`--export DIR`: generate (progress on stderr), write DIR/index.html (views/report.py: the timeline, then
+    a section per pass), return its path."""
     folder = Path(args.export)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--export {folder}: exists and is not a folder (give a folder to write index.html into)")
@@ -248,7 +257,10 @@ def export_report(args, console: Console) -> Path:
         if session.run.error is not None:
             raise session.run.error
         every, shown, breaks = plan(args, session)
-        page = report_html(session, shown, top=args.top)
+        passes = session.passes()[args.first_pass - 1:]
+        if not passes:
+            raise UsageError(f"--pass {args.first_pass}: the generation made {len(session.passes())} passes")
+        page = generation_html(passes, shown, timeline_of(session), top=args.top)
     finally:
         session.stop()
     try:

@@ -28,6 +28,7 @@ from .. import attention, mxfp4
 from . import svg
 from .steps import (TITLES, equation, fp4_text, hand_decode, piece_view, shown_heads, source_panel, step_title,
                     where_text)
+from .passes import pass_line
 from .summary import token_text
 from .tensor import tensor_stats
 
@@ -184,16 +185,19 @@ def pictures(session, step, top: int) -> str:
 
 # -- the page ----------------------------------------------------------------------------------------------------
 
-def section(session, step, index: int, total: int, top: int) -> str:
-    """One step: title, place, equation, pictures, the debugger's view, then source and tensors folded."""
+def section(session, step, index: int, total: int, top: int, anchor: str = "", passes: str = "",
+            source: bool = True) -> str:
+    """One step: title, place, equation, pictures, the debugger's view, then source (unless not `source`) and
+    tensors folded. `anchor`: its id (default the step's name); `passes`: "pass 2/9" in a generation."""
     view = piece_view(session, step, RICH_WIDTH, top)
-    parts = [f'<section id="{escape(step.name)}">',
-             f"<h2>{escape(plain(step_title(step, index, total)))}</h2>",
-             f'<div class="where">{escape(where_text(session, step).plain)}</div>',
+    where = "<br>".join(escape(line) for line in where_text(session, step).plain.split("\n"))
+    parts = [f'<section id="{escape(anchor or step.name)}">',
+             f"<h2>{escape(plain(step_title(step, index, total, passes)))}</h2>",
+             f'<div class="where">{where}</div>',
              f'<pre class="equation">{escape(equation(step.kind, session.config, step.layer))}</pre>',
              pictures(session, step, top),
              rich_html(view) if view is not None else "",
-             f"<details><summary>source</summary>{rich_html(source_panel(step.kind))}</details>",
+             f"<details><summary>source</summary>{rich_html(source_panel(step.kind))}</details>" if source else "",
              f"<details><summary>inputs and outputs</summary>{tensors_table(session, step)}</details>",
              "</section>"]
     return "\n".join(part for part in parts if part)
@@ -249,3 +253,37 @@ def report_html(session, steps, top: int = 10, title: str = "minigptoss: one for
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body><div class=\"layout\">\n"
             f"{navigation(steps)}\n<main>{header}\n" + "\n".join(body) + "\n</main></div></body></html>\n")
+
+
+def generation_html(passes, steps, timeline, top: int = 10, title: str = "minigptoss: a generation, pass by pass") -> str:
+    """The page of a whole generation: the timeline first, then a section per pass (`#pass-2`), each with its
+    steps (`#pass-2-blocks.0.attn`). passes: one session per pass (cli/step.py's Session.passes()); timeline: its
+    renderable (views/passes.py). The source lines are folded into pass 1's steps only (the code is the same
+    in every pass), which keeps a whole answer of the bundled sort model to a few MB."""
+    first, c = passes[0], passes[0].config
+    text = first.tokenizer.decode(passes[-1].tokens + ([passes[-1].this_pass.drawn]
+                                                        if passes[-1].this_pass.drawn is not None else []))
+    links = ['<nav><b><a href="#timeline">timeline</a></b>', "<h3>passes</h3>"]
+    body = [f'<section id="timeline"><h2>timeline</h2>{rich_html(timeline)}</section>']
+    for one in passes:
+        number, label = one.this_pass.number, f"pass {one.this_pass.number}/{len(passes)}"
+        reads = pass_line(one).plain
+        links.append(f'<a href="#pass-{number}" title="{escape(reads)}">{escape(label)}: '
+                     f"{escape(token_text(one.tokenizer, one.this_pass.drawn) if one.this_pass.drawn is not None else '')}"
+                     "</a>")
+        jump = " ".join(f'<a href="#pass-{number}-{escape(step.name)}">{escape(step.name)}</a>' for step in steps)
+        body.append(f'<section id="pass-{number}"><h1>{escape(label)}</h1><div class="where">{escape(reads)}</div>'
+                    f'<div class="note">{jump}</div></section>')
+        body += [section(one, step, i, len(steps), top, f"pass-{number}-{step.name}", label, source=number == 1)
+                 for i, step in enumerate(steps)]
+    links.append("</nav>")
+    header = (f"<h1>{escape(title)}</h1>"
+              f'<div class="where">{escape(str(first.source))}: {c.num_hidden_layers} layers, '
+              f"{c.num_attention_heads} query heads / {c.num_key_value_heads} key-value heads, {c.num_experts} "
+              f"experts (top-{c.experts_per_token}); {len(first.tokens)} prompt tokens, {len(passes)} passes; "
+              f"the text: {escape(repr(text))}</div>{tokens_html(first)}"
+              f'<p class="note">The timeline, then every pass: pass 1 reads the prompt, each later pass the token '
+              f"the one before it drew, through the KV cache. Hover a picture's cell or bar for its value.</p>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body><div class=\"layout\">\n"
+            + "\n".join(links) + f"\n<main>{header}\n" + "\n".join(body) + "\n</main></div></body></html>\n")
