@@ -182,3 +182,18 @@ def test_a_per_step_capture_draws_any_pass(model, prompt, answer):
     assert f"0 {chr(prompt[0])}" in picture.svg  # the cached keys too, from the first
     with pytest.raises(IndexError, match="3 passes|passes"):
         cache.picture("logits", step=len(answer))
+
+
+def test_intervene_writes_the_whole_answer_again_and_says_where_it_first_differs(model, prompt, answer):
+    from minigptoss import interventions as iv
+
+    off = iv.window_off()
+    with off:
+        patched = list(model.generate(prompt, 64, stop_tokens=[RETURN], cache=off.new_cache(model)))
+    console = Console(record=True, width=100)
+    stepper.cmd_step(parse("--no-pause", "--only", "output", "--intervene", "window off"), console)
+    text = " ".join(console.export_text().split())
+    differ = next((i for i, (a, b) in enumerate(zip(answer, patched)) if a != b), None)
+    said = "the same answer" if differ is None else f"first differs at position {len(prompt) + differ} (pass {differ + 1})"
+    assert f"under window off: {bytes(prompt).decode()}" in text and said in text
+    assert "p unpatched" in text and "p window off" in text  # every pass's candidates side by side

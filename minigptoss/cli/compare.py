@@ -7,9 +7,9 @@
     X  drops the comparison.
 
 `parse_intervention` reads such a line (checking the numbers against the model's config, so a layer that does
-not exist is an error, not a pass that silently changes nothing); `patched_session` runs the pass with
-`interventions.run_with` on the same model and returns a second Session; `side_by_side` draws one column per
-session with its label, and the final candidates of every run under the current step.
+not exist is an error, not a pass that silently changes nothing); `patched_session` writes the whole answer
+again under it (cli/generation.py) and returns a second Session; `side_by_side` draws one column per session
+(the same pass of each) with its label, and the final candidates of every run under the current step.
 """
 
 from __future__ import annotations

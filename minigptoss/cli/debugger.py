@@ -21,6 +21,7 @@ each run's final candidates below; `X` drops it.
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.measure import Measurement
 from rich.segment import Segment
 from rich.table import Table
@@ -215,7 +216,10 @@ class DebuggerApp(InterventionKeys, App):
         step, columns = self.nav.steps[index], self.columns()
         if len(columns) == 1:
             return self._one_body(self.session, step, width)
-        return side_by_side(columns, step, width, lambda *column: self._one_body(*column, least=20), self.top)
+        from .step import written_text
+
+        return Group(written_text(self.sessions[0], self.sessions[1:]),
+                     side_by_side(columns, step, width, lambda *column: self._one_body(*column, least=20), self.top))
 
     def _one_body(self, session, step, width: int, least: int = 40):
         try:

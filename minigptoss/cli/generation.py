@@ -89,7 +89,8 @@ class Pass:
 class Generation:
     """`model.generate(prompt)` in a thread, every pass recorded apart: `passes` grows as passes start.
 
-    Same interface as common.BackgroundPass for the debugger: `progress`, `done`, `error`, `stop()`."""
+    For the debugger: `progress` (the running pass's PassProgress), `done`, `error`, `stop()` (cancels at the
+    next recorded name and waits)."""
 
     model: object
     prompt: list[int]

@@ -36,7 +36,7 @@ from rich.text import Text
 import minigptoss
 from ..model import check_tokens
 from ..views.report import generation_html
-from ..views.passes import pass_line, timeline
+from ..views.passes import answers_text, pass_line, timeline
 from ..views.steps import render_step, step_body, step_title, where_text
 from .common import (DEFAULT_WEIGHTS, UsageError, add_model_arguments, closed_pipe_is_fine, get_tokenizer,
                      model_defaults, positive_int, prompt_tokens)
@@ -216,20 +216,11 @@ def timeline_of(session: Session):
 
 
 def written_text(session: Session, others=()) -> Text:
-    """The whole text: the prompt, then what was written (stop token included, by name); with interventions,
-    each run's and the position where it first differs."""
-    def whole(one: Session) -> str:
-        return one.tokenizer.decode([*one.run.prompt, *one.run.written])
-
-    text = Text.assemble(("the whole text written: ", "bold"), (whole(session), "bold green"))
-    for other in others:
-        mine, theirs = session.run.written, other.run.written
-        differ = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b),
-                      None if len(mine) == len(theirs) else min(len(mine), len(theirs)))
-        where = "the same answer" if differ is None else \
-            f"first differs at position {len(session.run.prompt) + differ} (pass {differ + 1})"
-        text.append_text(Text.assemble(f"\nunder {other.label}: ", (whole(other), "bold yellow"), f"  ({where})"))
-    return text
+    """The whole text (the prompt, then what was written, stop token by name); with interventions, each run's
+    and the position where it first differs."""
+    return answers_text(session.tokenizer, session.run.prompt,
+                        [(session.label or "unpatched", session.run.written),
+                         *((other.label, other.run.written) for other in others)])
 
 
 def intervened(args, session: Session) -> list[Session]:

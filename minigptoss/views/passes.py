@@ -223,3 +223,18 @@ def timeline(passes, config, tokenizer, text_tokens) -> Table:
     table.caption = (f"experts: layers 0..{layers - 1}' first choices for the pass's last token; sink %: what their "
                      f"heads gave the sink (mean); Ln read: the position full layer n's strongest head weighted most")
     return table
+
+
+def answers_text(tokenizer, prompt, runs) -> Text:
+    """The whole text written, then each other run's and where its answer first differs from the first run's:
+    runs = [(label, tokens written), ...], the first the unpatched one."""
+    (_, mine), others = runs[0], runs[1:]
+    text = Text.assemble(("the whole text written: ", "bold"), (tokenizer.decode([*prompt, *mine]), "bold green"))
+    for label, theirs in others:
+        differ = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b),
+                      None if len(mine) == len(theirs) else min(len(mine), len(theirs)))
+        where = "the same answer" if differ is None else \
+            f"first differs at position {len(prompt) + differ} (pass {differ + 1})"
+        text.append_text(Text.assemble(f"\nunder {label}: ", (tokenizer.decode([*prompt, *theirs]), "bold yellow"),
+                                       f"  ({where})"))
+    return text
