@@ -170,7 +170,7 @@ def test_slash_searches_step_names(session):
 def test_question_mark_shows_the_keys_and_escape_closes_them(session):
     shown, closed = texts(session, ["question_mark", SNAP, "escape"])
     assert "minigptoss step: keys" in shown and "continue to the next --break step" in shown
-    assert "the answer again under an intervention" in shown
+    assert "the same step in the next / previous" in shown
     assert "minigptoss step: keys" not in closed and title(closed).startswith("step 1/48")
 
 

@@ -45,10 +45,8 @@ KEYS = [("Enter, space, n", "next step"), ("b, p", "previous step (in forward or
         ("c", "continue to the next --break step (the last step without one)"),
         ("/ TEXT Enter", "next step whose name contains TEXT"), ("s", "show/hide the source"),
         ("t", "show/hide the tensors (inputs, outputs, weights)"), ("o", "show/hide the outline of all steps"),
-        ("] [", "the same step in the next / previous pass (pass 1 reads the prompt, pass K the token pass "
-                "K-1 wrote)"),
-        ("T", "the timeline: one row per token written (p, experts, sink mass, where full layers looked)"),
-        ("x NAME Enter", "the answer again under an intervention, side by side, pass by pass (sinks off, ...)"),
+        ("] [", "the same step in the next / previous pass"), ("T", "the timeline: a row per token written"),
+        ("x NAME Enter", "the answer again under an intervention, side by side (sinks off, ...)"),
         ("X", "drop the comparison"),
         ("?", "this help"), ("Esc", "close a prompt or this help"), ("q, Ctrl-C", "quit")]
 KEY_LINE_WIDE = ("⏎/␣/n next · b back · ] [ next/previous pass · T timeline · ↑↓ PgUp/PgDn scroll · l layer · "
@@ -74,10 +72,10 @@ class Prerendered:
 
 
 class HelpScreen(ModalScreen):
-    """The keys, over the step; any of Esc, ?, q closes it."""
+    """The keys, over the step (scrolling when the terminal is short); any of Esc, ?, q closes it."""
 
     BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "close")]
-    DEFAULT_CSS = "HelpScreen { align: center middle; } #help { width: auto; max-width: 100%; height: auto; " \
+    DEFAULT_CSS = "HelpScreen { align: center middle; } #help { width: 100%; height: auto; " \
                   "max-height: 100%; border: round $accent; background: $surface; padding: 0 1; }"
 
     def compose(self) -> ComposeResult:
@@ -86,7 +84,8 @@ class HelpScreen(ModalScreen):
         table.add_column()
         for keys, what in KEYS:
             table.add_row(keys, what)
-        yield Static(table, id="help")
+        with VerticalScroll(id="help"):
+            yield Static(table)
 
 
 class TimelineScreen(ModalScreen):
@@ -216,9 +215,7 @@ class DebuggerApp(InterventionKeys, App):
         step, columns = self.nav.steps[index], self.columns()
         if len(columns) == 1:
             return self._one_body(self.session, step, width)
-        from .step import written_text
-
-        return Group(written_text(self.sessions[0], self.sessions[1:]),
+        return Group(self.sessions[0].answers(self.sessions[1:]),
                      side_by_side(columns, step, width, lambda *column: self._one_body(*column, least=20), self.top))
 
     def _one_body(self, session, step, width: int, least: int = 40):
@@ -373,9 +370,7 @@ class DebuggerApp(InterventionKeys, App):
         self.moved()
 
     def action_timeline(self) -> None:
-        from .step import timeline_of
-
-        self.push_screen(TimelineScreen(timeline_of(self.sessions[0])))
+        self.push_screen(TimelineScreen(self.sessions[0].timeline()))
 
     def action_toggle(self, what: str) -> None:
         self.show[what] = not self.show[what]

@@ -73,6 +73,17 @@ class Session:
         return [replace(self, tokens=text[:one.end], cache=one.cache, start=one.start, this_pass=one)
                 for one in self.run.passes]
 
+    def timeline(self):
+        """The timeline of this session's generation (views/passes.py): a row per token written."""
+        return timeline([one.this_pass for one in self.passes()], self.config, self.tokenizer,
+                        [*self.run.prompt, *self.run.written])
+
+    def answers(self, others=()) -> Text:
+        """The whole text (the prompt, then what was written, stop token by name); with the `others`
+        (generations under interventions), each one's and the position where it first differs."""
+        return answers_text(self.tokenizer, self.run.prompt, [(self.label or "unpatched", self.run.written),
+                                                              *((other.label, other.run.written) for other in others)])
+
     def pass_count(self) -> str:
         """"9" once the generation is over, "≤64" while it may still write more."""
         if self.run is None:
@@ -203,24 +214,11 @@ def print_generation(args, session: Session, shown: list[Step], breaks: list[int
     session.run.wait()
     label = f"pass {number - 1}/{session.pass_count()}"
     console.print(Rule("[bold]timeline[/]", characters="═", style="cyan"))
-    console.print(timeline_of(session))
+    console.print(session.timeline())
     for other in others:
-        console.print(Text(f"\nunder {other.label}:", style="bold"), timeline_of(other))
-    console.print(written_text(session, others), highlight=False)
+        console.print(Text(f"\nunder {other.label}:", style="bold"), other.timeline())
+    console.print(session.answers(others), highlight=False)
     console.print(f"end of the generation ({label})", style="dim", highlight=False)
-
-
-def timeline_of(session: Session):
-    return timeline([one.this_pass for one in session.passes()], session.config, session.tokenizer,
-                    [*session.run.prompt, *session.run.written])
-
-
-def written_text(session: Session, others=()) -> Text:
-    """The whole text (the prompt, then what was written, stop token by name); with interventions, each run's
-    and the position where it first differs."""
-    return answers_text(session.tokenizer, session.run.prompt,
-                        [(session.label or "unpatched", session.run.written),
-                         *((other.label, other.run.written) for other in others)])
 
 
 def intervened(args, session: Session) -> list[Session]:
@@ -251,7 +249,7 @@ def export_report(args, console: Console) -> Path:
         passes = session.passes()[args.first_pass - 1:]
         if not passes:
             raise UsageError(f"--pass {args.first_pass}: the generation made {len(session.passes())} passes")
-        page = generation_html(passes, shown, timeline_of(session), top=args.top)
+        page = generation_html(passes, shown, session.timeline(), top=args.top)
     finally:
         session.stop()
     try:

@@ -61,13 +61,11 @@ def key_positions(session, layer_mask: np.ndarray) -> np.ndarray:
     return np.arange(last - layer_mask.shape[1] + 1, last + 1)
 
 
-def decode_attention(session, step, width: int = 80, cell=None) -> Group:
+def decode_attention(session, step, cell, width: int = 80) -> Group:
     """The pass's last query over every position of the text: one row per head, one column per position
-    (labelled with its token): the sink's mass, then each key's probability; `×` for a key the cache still
-    holds but the window masks, `-` for one a sliding layer's cache has dropped."""
-    from .steps import prob_cell  # the shading the prompt's attention view uses
-
-    cell = cell or prob_cell
+    (labelled with its token): the sink's mass, then each key's probability drawn by `cell(p) -> (char,
+    style)` (the prompt's attention view's shading); `×` for a key the cache still holds but the window masks,
+    `-` for one a sliding layer's cache has dropped."""
     c, cache = session.config, session.cache
     probs, sink_mass, mask = (cache[f"{step.name}.{key}"] for key in ("probs", "sink_mass", "mask"))
     keys = key_positions(session, mask)

@@ -402,7 +402,7 @@ def view_attn(session, step, width: int, top: int = 10):
     probs, sink_mass, mask = (cache[f"{step.name}.{key}"] for key in ("probs", "sink_mass", "mask"))
     T, Tk = mask.shape
     if session.start > 0:  # a decode pass: its one query over the KV cache
-        return Group(decode_attention(session, step, width), sink_table(session, step, shown_heads(c), sink_mass,
+        return Group(decode_attention(session, step, prob_cell, width), sink_table(session, step, shown_heads(c), sink_mass,
                                                                          width), gqa_text(c))
     n = pattern_size(width, T)
     queries, keys = range(T - n, T), range(Tk - n, Tk)
