@@ -140,7 +140,7 @@ def test_candidates_show_probability_and_log_probability_of_the_top_tokens():
 
 @pytest.fixture(scope="module")
 def session(model):
-    args = build_parser().parse_args(["step", "--weights", "tiny", "--tokens", ",".join(map(str, TOKENS))])
+    args = build_parser().parse_args(["step", "--weights", "tiny", "-n", "1", "--tokens", ",".join(map(str, TOKENS))])
     return stepper.open_session(args, Console(file=None, record=True), model=model)
 
 

@@ -181,6 +181,8 @@ class Generation:
         return max(1, self.settings.max_new_tokens)
 
 
-def default_stops(tokenizer) -> tuple[int, ...]:
-    """The tokens that end an answer: harmony's <|return|>, <|call|>, <|end|> (every bundled model's too)."""
-    return tuple(stop_tokens(tokenizer, True))
+def default_stops(tokenizer, harmony: bool = False) -> tuple[int, ...]:
+    """The tokens that end an answer (every bundled model's vocabulary has them): <|return|> and <|call|>, and
+    for a raw prompt also <|end|>; a model spoken to in harmony goes on after <|end|> (its analysis ends with
+    it, then comes the final answer), as `generate --harmony` does."""
+    return tuple(sorted(stop_tokens(tokenizer, not harmony)))

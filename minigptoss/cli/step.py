@@ -138,8 +138,9 @@ def open_session(args, console: Console, model=None, wait: bool = True) -> Sessi
         with console.status(f"loading {path}"):
             model = minigptoss.load(path)
     tokenizer = get_tokenizer(model.config.vocab_size)
-    tokens = [int(t) for t in check_tokens(prompt_tokens(args, tokenizer, model_defaults(model)), model.config.vocab_size)]
-    run = Generation(model, tokens, settings_of(args), default_stops(tokenizer)).start()
+    defaults = model_defaults(model)
+    tokens = [int(t) for t in check_tokens(prompt_tokens(args, tokenizer, defaults), model.config.vocab_size)]
+    run = Generation(model, tokens, settings_of(args), default_stops(tokenizer, defaults.harmony)).start()
     while not run.passes and not run.done.is_set():  # pass 1 opens at once (its tokens are its first record)
         time.sleep(0.001)
     first = run.passes[0] if run.passes else None

@@ -185,6 +185,11 @@ def pass_facts(session_pass, config) -> dict:
             "experts": experts, "sinks": sinks, "reads": reads}
 
 
+def cut(text: str, limit: int = 8) -> str:
+    """A token's text quoted, cut to `limit` characters ('<|chann…')."""
+    return repr(text) if len(text) <= limit else repr(text[:limit - 1] + "…")
+
+
 def short_p(p: float) -> str:
     """A probability in at most 5 characters: 0.93, 4e-06."""
     return f"{p:.2f}" if p >= 0.01 else f"{p:.0e}".replace("e-0", "e-")
@@ -213,10 +218,9 @@ def timeline(passes, config, tokenizer, text_tokens) -> Table:
                 continue
             h, j, p = facts["reads"][n]
             position = one.end - one.cache[f"blocks.{n}.attn.probs"].shape[-1] + j
-            reads.append(f"{position} {token_text(tokenizer, text_tokens[position])!r}")
-        table.add_row(str(one.number), str(one.end), repr(token_text(tokenizer, facts["drawn"])),
-                      f"{facts['p']:.2f}",
-                      f"{token_text(tokenizer, facts['runner'])!r} {short_p(facts['runner_p'])}",
+            reads.append(f"{position} {cut(token_text(tokenizer, text_tokens[position]))}")
+        table.add_row(str(one.number), str(one.end), cut(token_text(tokenizer, facts["drawn"])),
+                      f"{facts['p']:.2f}", f"{cut(token_text(tokenizer, facts['runner']))} {short_p(facts['runner_p'])}",
                       " ".join(map(str, facts["experts"])), sinks, *reads)
     table.caption = (f"experts: layers 0..{layers - 1}' first choices for the pass's last token; sink %: what their "
                      f"heads gave the sink (mean); Ln read: the position full layer n's strongest head weighted most")
