@@ -70,7 +70,7 @@ def decode_attention(session, step, cell, width: int = 80) -> Group:
     probs, sink_mass, mask = (cache[f"{step.name}.{key}"] for key in ("probs", "sink_mass", "mask"))
     keys = key_positions(session, mask)
     last = keys[-1]
-    shown = range(max(0, last + 1 - max(8, width - 30)), last + 1)  # the positions that fit, latest last
+    shown = range(max(0, last + 1 - max(8, width - 48)), last + 1)  # the positions that fit, latest last
     kv = attention.kv_head_of(c.num_attention_heads, c.num_key_value_heads)
     grid = Table.grid(padding=(0, 1))
     for _ in range(4):
@@ -93,7 +93,7 @@ def decode_attention(session, step, cell, width: int = 80) -> Group:
             else:
                 row.append(*cell(float(probs[h, -1, j])))
         best = int(np.argmax(probs[h, -1]))
-        strongest = (f"{int(keys[best])} {token_text(session.tokenizer, session.tokens[int(keys[best])])!r} "
+        strongest = (f"{int(keys[best])} {cut(token_text(session.tokenizer, session.tokens[int(keys[best])]))} "
                      f"{probs[h, -1, best]:.2f}")
         grid.add_row(Text(f"h{h} kv{kv[h]}", style="bold"), Text(f"{sink_mass[h, -1]:.2f}"), row, strongest)
     window = c.window(step.layer)
@@ -104,6 +104,8 @@ def decode_attention(session, step, cell, width: int = 80) -> Group:
                 f"{DROPPED} = dropped from the cache")
     else:
         note = f"full layer: the query sees every key, positions 0..{last} ({held} keys: {held - 1} cached + its own)"
+    if shown[0] > 0:
+        note += f"; positions 0..{shown[0] - 1} are off-screen (widen the terminal)"
     legend = Text(f"query: position {last} ({token_text(session.tokenizer, session.tokens[last])!r});  "
                   f"· ░ ▒ ▓ █ = p < .05 .15 .35 .6 <= p", style="dim")
     return Group(Text(note), grid, legend)

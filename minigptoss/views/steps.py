@@ -427,7 +427,7 @@ def sink_table(session, step, heads: list[int], sink_mass: np.ndarray, width: in
     sinks = session.weights[name] if name in session.weights else None  # (nq,): small
     T = sink_mass.shape[1]
     table = Table(box=None, padding=(0, 1))
-    for column in ("head", "kv", "sink S_h", "mean", f"q{T - 1}", "per query"):
+    for column in ("head", "kv", "sink S_h", "mean", f"q{row_position(session, T - 1)}", "per query"):
         table.add_column(column, justify="left" if column == "per query" else "right")
     kv = attention.kv_head_of(session.config.num_attention_heads, session.config.num_key_value_heads)
     spark = max(4, min(T, width - 46))
