@@ -294,9 +294,10 @@ def cmd_step(args, console: Console) -> None:
             session.stop()
 
 
-KEYS_HELP = ("Enter/space/n next · b/p back · l N layer · g NAME go to · c next breakpoint · / search · "
-             "s source · t tensors · o outline · x NAME run again with an intervention, side by side · X drop it · "
-             "? keys · q quit")
+KEYS_HELP = ("Enter/space/n next (into the next pass after the last step) · b/p back · ] [ the same step in the "
+             "next / previous pass · T timeline · l N layer · g NAME go to · c next breakpoint · / search · "
+             "s source · t tensors · o outline · x NAME the answer again under an intervention, side by side · "
+             "X drop it · ? keys · q quit")
 
 
 def add_step_parser(commands) -> None:

@@ -61,7 +61,8 @@ def equation(kind: str, config, layer: int | None) -> str:
     c = config
     window = (f"and i - j < {c.sliding_window}" if layer is not None and c.is_sliding(layer) else "(full)")
     return {
-        "tokens": "text -> token ids (T,) with the tokenizer;  positions = 0 .. T-1",
+        "tokens": "text -> token ids (T,) with the tokenizer;  positions = 0 .. T-1\n"
+                  "generating: each later pass reads the one token the pass before it drew, at the next position",
         "embed": "x_t = E[token_t]        E = embedding.weight (V, H)\nnot scaled, not tied to the unembedding",
         "norm": f"y = x / sqrt(mean(x^2) + {RMS_NORM_EPS:g}) * g\nno centring, no bias, the gain g used as stored",
         "qkv": f"qkv = t W_qkv^T + b_qkv\nq = the first {c.num_attention_heads}*{c.head_dim} columns, "
