@@ -145,6 +145,11 @@ class Capture(Mapping):
         count = max((len(values) for values in self._history.values()), default=0)
         return [{name: values[i] for name, values in self._history.items() if i < len(values)} for i in range(count)]
 
+    def step_count(self, name: str = "tokens") -> int:
+        """How many passes have recorded `name` so far (per_step=True; `tokens`, the first name a forward pass
+        records: how many passes have started)."""
+        return len(self._history.get(name, ()))
+
     def at_step(self, i: int) -> "Capture":
         """Pass i alone (needs per_step=True) as a capture of the same kind, live: it holds what pass i has
         recorded so far and fills while it runs. `earlier_tokens` is what the passes before it read, so token

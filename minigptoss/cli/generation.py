@@ -159,7 +159,7 @@ class Generation:
         """The passes started so far, in order (the last may still be running)."""
         if self.capture is None:
             return []
-        started, draws = len(self.capture._history.get("tokens", ())), list(self.draws)
+        started, draws = self.capture.step_count(), list(self.draws)
         for i in range(len(self._passes), started):
             inputs = list(self.prompt) if i == 0 else [draws[i - 1][0]]  # pass i starts after draw i-1
             start = 0 if i == 0 else len(self.prompt) + i - 1
@@ -174,7 +174,7 @@ class Generation:
     @property
     def total(self) -> int | None:
         """How many passes there will be, once known (the generation is over), else None."""
-        return len(self.capture._history.get("tokens", ())) if self.done.is_set() and self.capture else None
+        return self.capture.step_count() if self.done.is_set() and self.capture else None
 
     def most(self) -> int:
         """The most passes this generation can make (its -n)."""
