@@ -39,7 +39,7 @@ from ..views.report import generation_html
 from ..views.passes import answers_text, pass_line, timeline
 from ..views.steps import render_step, step_body, step_title, where_text
 from .common import (DEFAULT_WEIGHTS, UsageError, add_model_arguments, closed_pipe_is_fine, get_tokenizer,
-                     model_defaults, positive_int, prompt_tokens)
+                     model_banner, model_defaults, positive_int, prompt_tokens)
 from .generation import Generation, Settings, default_stops
 from .talk import max_tokens_arg, temperature_arg, top_k_arg, top_p_arg
 from .navigation import (PIECES, Navigator, Step, all_steps, break_indices, build_steps,  # noqa: F401 (re-exported)
@@ -285,9 +285,9 @@ def cmd_step(args, console: Console) -> None:
         try:
             every, shown, breaks = plan(args, session)
             others = intervened(args, session)
-            console.print(f"[bold]minigptoss step[/] on {session.source}: {len(session.tokens)} prompt tokens, "
-                          f"{len(shown)} step{'s' if len(shown) != 1 else ''} per pass, "
-                          f"{session.run.settings.describe()}, at most {session.run.most()} new tokens",
+            console.print(f"[bold]minigptoss step[/] on {model_banner(session.model, session.source)}: "
+                          f"{len(session.tokens)} prompt tokens, {len(shown)} step{'s' if len(shown) != 1 else ''} "
+                          f"per pass, {session.run.settings.describe()}, at most {session.run.most()} new tokens",
                           highlight=False)
             print_generation(args, session, shown, breaks, console, others)
         finally:
@@ -323,7 +323,8 @@ def add_step_parser(commands) -> None:
     step.add_argument("--break", dest="break_at", metavar="NAME", action="append",
                       help="stop at step NAME in every pass (e.g. blocks.3.attn, '*.router'); repeat it, then `c` goes "
                            "from one breakpoint to the next, pass after pass")
-    step.add_argument("--only", metavar="PIECES", help=f"show only these pieces, comma-separated: {', '.join(PIECES)}")
+    step.add_argument("--only", metavar="PIECES", help=f"show only these pieces, comma-separated: {', '.join(PIECES)} (or sinks: the "
+                      "attention step alone; experts: mlp1, swiglu, mlp2, moe)")
     step.add_argument("--no-pause", action="store_true",
                       help="print every step without waiting (the default when not on a terminal)")
     step.add_argument("--intervene", metavar="NAME", action="append",

@@ -61,11 +61,12 @@ def key_positions(session, layer_mask: np.ndarray) -> np.ndarray:
     return np.arange(last - layer_mask.shape[1] + 1, last + 1)
 
 
-def decode_attention(session, step, cell, width: int = 80) -> Group:
+def decode_attention(session, step, cell, width: int = 80, windowed: bool | None = None) -> Group:
     """The pass's last query over every position of the text: one row per head, one column per position
     (labelled with its token): the sink's mass, then each key's probability drawn by `cell(p) -> (char,
     style)` (the prompt's attention view's shading); `×` for a key the cache still holds but the window masks,
-    `-` for one a sliding layer's cache has dropped."""
+    `-` for one a sliding layer's cache has dropped. windowed: whether the layer's window held in this pass
+    (False under `window off`; default: the config's)."""
     c, cache = session.config, session.cache
     probs, sink_mass, mask = (cache[f"{step.name}.{key}"] for key in ("probs", "sink_mass", "mask"))
     keys = key_positions(session, mask)
@@ -96,14 +97,15 @@ def decode_attention(session, step, cell, width: int = 80) -> Group:
         strongest = (f"{int(keys[best])} {cut(token_text(session.tokenizer, session.tokens[int(keys[best])]))} "
                      f"{probs[h, -1, best]:.2f}")
         grid.add_row(Text(f"h{h} kv{kv[h]}", style="bold"), Text(f"{sink_mass[h, -1]:.2f}"), row, strongest)
-    window = c.window(step.layer)
+    window = c.window(step.layer) if windowed is None or windowed else 0
     held, used = len(keys), int(mask[-1].sum())
     if window:
         note = (f"sliding layer, window {window}: the cache held {held - 1} keys + this one; the query sees the "
                 f"last {used} (positions {last - used + 1}..{last}); {OUTSIDE} = cached but outside the window, "
                 f"{DROPPED} = dropped from the cache")
     else:
-        note = f"full layer: the query sees every key, positions 0..{last} ({held} keys: {held - 1} cached + its own)"
+        kind = "full layer" if not c.window(step.layer) else "sliding layer with its window off"
+        note = f"{kind}: the query sees every key, positions 0..{last} ({held} keys: {held - 1} cached + its own)"
     if shown[0] > 0:
         note += f"; positions 0..{shown[0] - 1} are off-screen (widen the terminal)"
     legend = Text(f"query: position {last} ({token_text(session.tokenizer, session.tokens[last])!r});  "
