@@ -28,7 +28,7 @@ from .. import attention, mxfp4
 from . import svg
 from .steps import (TITLES, equation, fp4_text, hand_decode, piece_view, shown_heads, source_panel, step_title,
                     where_text)
-from .passes import pass_line
+from .passes import pass_line, sampling_view
 from .summary import token_text
 from .tensor import tensor_stats
 
@@ -211,7 +211,7 @@ def section(session, step, index: int, total: int, top: int, anchor: str = "", p
     generation's sampling step and a decode pass's attention over the cache are the view's own), then source
     (unless not `source`) and tensors folded. `anchor`: its id (default the step's name); `passes`: "pass 2/9"
     in a generation."""
-    own = session.this_pass is not None and (step.kind == "output" or (step.kind == "attn" and session.start > 0))
+    own = session.this_pass is not None and step.kind == "attn" and session.start > 0
     view = piece_view(session, step, RICH_WIDTH, top) if step.kind not in PICTURED or own else None
     where = "<br>".join(escape(line) for line in where_text(session, step).plain.split("\n"))
     parts = [f'<section id="{escape(anchor or step.name)}">',
@@ -219,6 +219,7 @@ def section(session, step, index: int, total: int, top: int, anchor: str = "", p
              f'<div class="where">{where}</div>',
              f'<pre class="equation">{escape(equation(step.kind, session.config, step.layer))}</pre>',
              pictures(session, step, top),
+             drawn_html(session) if step.kind == "output" and session.this_pass is not None else "",
              rich_html(view) if view is not None else "",
              f"<details><summary>source</summary>{rich_html(source_panel(step.kind))}</details>" if source else "",
              f"<details><summary>inputs and outputs</summary>{tensors_table(session, step)}</details>",
@@ -276,6 +277,13 @@ def report_html(session, steps, top: int = 10, title: str = "minigptoss: one for
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body><div class=\"layout\">\n"
             f"{navigation(steps)}\n<main>{header}\n" + "\n".join(body) + "\n</main></div></body></html>\n")
+
+
+def drawn_html(session) -> str:
+    """How a generation's pass drew its token (views/passes.py's sampling step): one line when greedy, the
+    cut and the random number as the debugger shows them when sampling."""
+    view = sampling_view(session, session.this_pass.settings)
+    return f'<div class="where">{escape(view.plain)}</div>' if isinstance(view, Text) else rich_html(view)
 
 
 def generation_html(passes, steps, timeline, top: int = 10, title: str = "minigptoss: a generation, pass by pass") -> str:
