@@ -38,8 +38,8 @@ from ..model import check_tokens
 from ..views.report import generation_html
 from ..views.passes import answers_text, pass_line, timeline
 from ..views.steps import render_step, step_body, step_title, where_text
-from .common import (DEFAULT_WEIGHTS, UsageError, add_model_arguments, closed_pipe_is_fine, get_tokenizer,
-                     model_banner, model_defaults, positive_int, prompt_tokens)
+from .common import (DEFAULT_WEIGHTS, UsageError, add_model_arguments, chosen_prompt, closed_pipe_is_fine,
+                     get_tokenizer, model_banner, model_defaults, noise_warning, positive_int, prompt_tokens)
 from .generation import Generation, Settings, default_stops
 from .talk import max_tokens_arg, temperature_arg, top_k_arg, top_p_arg
 from .navigation import (PIECES, Navigator, Step, all_steps, break_indices, build_steps,  # noqa: F401 (re-exported)
@@ -151,6 +151,13 @@ def open_session(args, console: Console, model=None, wait: bool = True) -> Sessi
     return session
 
 
+def about_lines(args, session: Session) -> list[str]:
+    """The warning that the answer will be noise, when the prompt is none of the model's tasks (defaults.json)."""
+    defaults = model_defaults(session.model)
+    warning = noise_warning(defaults, chosen_prompt(args, defaults))
+    return [warning] if warning else []
+
+
 def plan(args, session: Session) -> tuple[list[Step], list[Step], list[int]]:
     """(every step, the selected steps, the breakpoints' indices in the selection) for these arguments."""
     every = all_steps(session.config.num_hidden_layers)
@@ -180,6 +187,10 @@ def print_steps(session: Session, steps: list[Step], console: Console, start: in
                       where_text(session, steps[index]),
                       side_by_side([session, *others], steps[index], console.width,
                                    lambda s, step, width: step_body(s, step, width=width, top=top), top))
+    if session.run is not None:  # every step was recorded, yet the pass may have failed at its end (NaN logits)
+        session.run.done.wait()
+        if session.run.error is not None:
+            raise session.run.error
 
 
 def next_pass(session: Session, number: int) -> Session | None:
@@ -274,11 +285,19 @@ def cmd_step(args, console: Console) -> None:
         from .debugger import run_debugger  # Textual is imported only for the interactive app
 
         session = open_session(args, console, wait=False)
+        interrupted = False
         try:
             every, shown, breaks = plan(args, session)
-            run_debugger(session, shown, breaks, top=args.top, first_pass=args.first_pass)
+            run_debugger(session, shown, breaks, top=args.top, about=about_lines(args, session),
+                         first_pass=args.first_pass)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
-            session.stop()
+            if interrupted and session.run is not None:  # end now: the pass thread (a daemon) is not waited for
+                session.run.progress.cancel()
+            else:
+                session.stop()
         return
     with closed_pipe_is_fine():
         session = open_session(args, console, wait=False)
@@ -289,6 +308,8 @@ def cmd_step(args, console: Console) -> None:
                           f"{len(session.tokens)} prompt tokens, {len(shown)} step{'s' if len(shown) != 1 else ''} "
                           f"per pass, {session.run.settings.describe()}, at most {session.run.most()} new tokens",
                           highlight=False)
+            for line in about_lines(args, session):
+                console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
             print_generation(args, session, shown, breaks, console, others)
         finally:
             session.stop()
