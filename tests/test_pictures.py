@@ -6,11 +6,12 @@ tooltips (<title>), labels and cell values back out of the markup.
 
 import re
 import xml.etree.ElementTree as ET
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 from rich.console import Console
+
+from helpers import check_html, top_level_svgs
 
 import minigptoss
 from minigptoss.attention import kv_head_of
@@ -157,53 +158,9 @@ def test_candidates_show_probability_and_log_probability_of_the_top_tokens():
 
 # -- views/report.py and `step --export` ---------------------------------------------------------------------------
 
-class Checker(HTMLParser):
-    """Collects ids and fails on a closing tag that does not close the innermost open element."""
-
-    VOID = {"meta", "br", "img", "hr", "input", "link"}  # (SVG elements here are closed or self-closing)
-
-    def __init__(self):
-        super().__init__()
-        self.open, self.ids, self.tags = [], [], []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        self.ids += [value for key, value in attrs if key == "id"]
-        if tag not in self.VOID:
-            self.open.append(tag)
-
-    def handle_startendtag(self, tag, attrs):
-        self.tags.append(tag)
-
-    def handle_endtag(self, tag):
-        assert self.open and self.open[-1] == tag, f"</{tag}> closes <{self.open[-1] if self.open else None}>"
-        self.open.pop()
-
-
-def check_html(page: str) -> Checker:
-    checker = Checker()
-    checker.feed(page)
-    checker.close()
-    assert checker.open == [], checker.open[-3:]
-    return checker
-
-
-def top_level_svgs(page: str) -> list[str]:
-    """The outermost <svg>...</svg> elements of a page (pictures may nest <svg>s)."""
-    found, depth, start = [], 0, 0
-    for match in re.finditer(r"<svg[ >]|</svg>", page):
-        if match.group().startswith("</"):
-            depth -= 1
-            if depth == 0:
-                found.append(page[start:match.end()])
-        else:
-            start, depth = (match.start(), 1) if depth == 0 else (start, depth + 1)
-    return found
-
-
 @pytest.fixture(scope="module")
 def session(model):
-    args = build_parser().parse_args(["step", "--weights", "tiny", "--tokens", ",".join(map(str, TOKENS))])
+    args = build_parser().parse_args(["step", "--weights", "tiny", "-n", "1", "--tokens", ",".join(map(str, TOKENS))])
     return stepper.open_session(args, Console(file=None, record=True), model=model)
 
 
@@ -245,12 +202,14 @@ def test_the_report_is_one_well_formed_page_with_a_section_and_pictures_per_step
 
 def test_step_export_writes_index_html_and_prints_its_path(tmp_path, capsys):
     folder = tmp_path / "report"
-    status = main(["step", "--weights", "tiny", "--tokens", "72,101,108", "--only", "attn,output", "--export", str(folder)])
+    status = main(["step", "--weights", "tiny", "-n", "1", "--tokens", "72,101,108", "--only", "attn,output", "--export",
+                   str(folder)])
     out, err = capsys.readouterr()
     assert status == 0, err
     page = (folder / "index.html").read_text(encoding="utf-8")
     assert str(folder / "index.html") in out.replace("\n", "")
-    assert check_html(page).ids == [f"blocks.{n}.attn{part}" for n in range(4) for part in ("", ".out")] + ["logits"]
+    assert check_html(page).ids == ["timeline", "pass-1"] + [f"pass-1-blocks.{n}.attn{part}" for n in range(4)
+                                                             for part in ("", ".out")] + ["pass-1-logits"]
     assert len(top_level_svgs(page)) == 4 + 1  # attention per layer, the candidates
 
 

@@ -257,8 +257,12 @@ def attention_panel(probs, sink, mask, queries, keys, x: float, y: float, cell: 
 
 
 def token_labels(count: int, texts=None) -> list[str]:
-    """`count` position labels "3 text" (or just "3" without texts)."""
-    return [f"{i} {texts[i]}" if texts is not None else str(i) for i in range(count)]
+    """`count` position labels "3 text" (or just "3" without texts): the last `count` of `texts` when it has
+    more (a KV-cached pass's rows come after the positions it reads from the cache)."""
+    if texts is None:
+        return [str(i) for i in range(count)]
+    first = max(0, len(texts) - count)
+    return [f"{first + i} {texts[first + i]}" for i in range(count)]
 
 
 def attention_svg(probs, sink_mass=None, mask=None, kv_of=None, labels=None, title: str = "",
@@ -275,7 +279,10 @@ def attention_svg(probs, sink_mass=None, mask=None, kv_of=None, labels=None, tit
     sink_mass = np.zeros((nq, T)) if sink_mass is None else np.asarray(sink_mass, dtype=np.float64)
     mask = np.isfinite(probs[0]) if mask is None else np.asarray(mask, dtype=bool)
     rows = token_labels(T, labels)
-    cols = [f"{j}" for j in range(Tk - T)] + rows  # keys before the T new ones (a KV cache) by position only
+    if labels is not None and len(labels) >= Tk:  # the text's every position: the keys are its last Tk
+        cols = token_labels(Tk, labels)
+    else:
+        cols = [f"{j}" for j in range(Tk - T)] + rows  # keys before the T new ones (a KV cache) by position only
     queries, keys = range(max(0, T - limit), T), range(max(0, Tk - limit), Tk)
     columns = max(1, min(columns, nq if heads is None else len(heads)))
     cell = float(min(11, max(5, int((max_width - 70) / columns / (len(keys) + 2.6)))))
