@@ -77,7 +77,8 @@ def q8_0_blocks(x: np.ndarray, reference: bool = False) -> tuple[np.ndarray, np.
         inverse = np.where(amax > 0, (np.float32(1) / d) if reference else (np.float32(127) / amax), 0)
     scaled = blocks * inverse[..., None].astype(np.float32)  # (..., G, 32), within [-127, 127]
     q = np.trunc(scaled + np.copysign(np.float32(0.5), scaled)) if reference else np.rint(scaled)
-    return q.astype(np.int8), d.astype(np.float16)
+    with np.errstate(over="ignore"):  # amax beyond 127 x 65504: d is inf in fp16, as in ggml
+        return q.astype(np.int8), d.astype(np.float16)
 
 
 def q8_0(x: np.ndarray, reference: bool = False) -> np.ndarray:
