@@ -340,7 +340,27 @@ PRESETS = {preset.name: preset for preset in [
     Preset("forbid expert", "the router never chooses this expert, in every layer", ("expert",),
            lambda expert: forbid_experts([expert])),
     Preset("top-1 routing", "only each token's best expert counts", (), lambda: top1_routing()),
+    # other engines' roundings (numerics.py; imported when picked, it builds on this module)
+    Preset("llama.cpp", "llama.cpp's CPU roundings: Q8_0 expert inputs, bf16 matmul inputs, rounded YaRN ramp, "
+           "fp16 KV cache", (), lambda: _numerics().llama_cpp()),
+    Preset("llama.cpp f32 kv", "llama.cpp's roundings with an f32 KV cache", (),
+           lambda: _numerics().llama_cpp(kv="f32")),
+    Preset("bf16", "the torch reference's bf16 run: every tensor it holds in bf16 rounded to bf16", (),
+           lambda: _numerics().bf16_activations()),
+    Preset("q8_0 expert inputs", "llama.cpp: the experts' inputs quantized to Q8_0 (blocks of 32, int8)", (),
+           lambda: _numerics().q8_0_expert_inputs()),
+    Preset("bf16 matmul inputs", "llama.cpp: attention qkv/out and unembedding inputs rounded to bf16", (),
+           lambda: _numerics().bf16_matmul_inputs()),
+    Preset("rounded yarn ramp", "llama.cpp: YaRN's ramp bounds floored/ceiled (a different RoPE)", (),
+           lambda: _numerics().rounded_yarn_ramp()),
+    Preset("fp16 kv cache", "llama.cpp: keys, values, queries and probabilities in fp16", (),
+           lambda: _numerics().fp16_kv_cache()),
 ]}
+
+
+def _numerics():
+    from . import numerics
+    return numerics
 
 
 def preset(name: str, **params: int) -> Intervention:

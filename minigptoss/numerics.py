@@ -68,7 +68,8 @@ def q8_0_blocks(x: np.ndarray, reference: bool = False) -> tuple[np.ndarray, np.
     d (..., K/32) float16, with d = fp16(amax / 127) and q = round(x * 127 / amax) (0 where amax = 0).
 
     round is half to even, as the x86 CPU backend's quantize_row_q8_0 (_mm256_round_ps, _MM_ROUND_NEAREST).
-    reference=True: ggml's scalar quantize_row_q8_0_ref instead, q = roundf(x * (1 / d)), half away from zero."""
+    reference=True: ggml's scalar quantize_row_q8_0_ref instead, q = roundf(x * (1 / d)), half away from zero.
+    Not defined for 0 < amax < 127 / float32 max (~4e-37), where 127 / amax overflows (in ggml too)."""
     x = np.asarray(x, dtype=np.float32)
     blocks = x.reshape(*x.shape[:-1], -1, Q8_0_BLOCK)  # (..., G, 32)
     amax = np.abs(blocks).max(axis=-1)  # (..., G)
@@ -219,6 +220,17 @@ def mxfp4_encoder(rule: str = "ocp"):
 
 NUMERICS = {"f32": None, "bf16": bf16_activations, "llama.cpp": llama_cpp,
             "llama.cpp-f32kv": lambda: llama_cpp(kv="f32")}
+
+WHERE = {  # where each choice rounds, in a line (the CLI and walkthrough 13 print it)
+    "f32": "nowhere: float32 throughout, the reference's float32 run",
+    "bf16": "every matmul, norm, residual add, RoPE, softmax and SwiGLU output to bf16",
+    "llama.cpp": "Q8_0 expert inputs, bf16 qkv/out/unembedding inputs, YaRN ramp floored/ceiled, fp16 KV cache",
+    "llama.cpp-f32kv": "Q8_0 expert inputs, bf16 qkv/out/unembedding inputs, YaRN ramp floored/ceiled",
+    "q8_0_expert_inputs": "both expert matmuls' inputs to Q8_0 (32 values share an fp16 scale, int8 each)",
+    "bf16_matmul_inputs": "attention qkv/out and unembedding inputs to bf16 (router stays float32)",
+    "rounded_yarn_ramp": "no rounding of values: YaRN's ramp bounds floored/ceiled, a different RoPE",
+    "fp16_kv_cache": "queries, keys, values and attention probabilities to fp16",
+}
 
 
 def named(name: str) -> Intervention | None:

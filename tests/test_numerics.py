@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -53,9 +53,10 @@ def test_round_fp16_is_ieee_half():
 
 @given(rows)
 def test_q8_0_block_scale_and_codes_follow_the_definition(x):
-    q, d = numerics.q8_0_blocks(x)
     blocks = x.reshape(x.shape[0], -1, 32).astype(np.float64)
     amax = np.abs(blocks).max(axis=-1)
+    assume(((amax == 0) | (amax > 1e-30)).all())  # 127 / amax finite in float32 (see q8_0_blocks)
+    q, d = numerics.q8_0_blocks(x)
     assert d.dtype == np.float16 and q.dtype == np.int8
     np.testing.assert_array_equal(d, numerics.round_fp16((amax / 127).astype(np.float32)))  # d = fp16(amax / 127)
     assert (np.abs(q.astype(np.int32)) <= 127).all()
@@ -232,3 +233,50 @@ def test_both_encoders_are_lossless_on_weights_already_in_mxfp4():
     assert numerics.mxfp4_encoder("minigptoss") is encode_mxfp4
     with pytest.raises(ValueError, match="rule must be"):
         numerics.mxfp4_encoder("nvfp4")
+
+
+# -- the commands ----------------------------------------------------------------------------------------------
+
+def test_run_numerics_prints_the_distance_per_layer_and_both_candidates(capsys, sort_model):
+    from minigptoss.cli import main
+    assert main(["run", "--numerics", "llama.cpp", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    with numerics.llama_cpp():
+        other = sort_model.forward(TOKENS)
+    distance = numerics.logit_distance(sort_model.forward(TOKENS), other)
+    assert "--numerics llama.cpp: llama.cpp (kv f16)" in out and "residual stream after each layer: 0:" in out
+    assert f"max |delta| {distance['max']:.4g}" in out and f"same at {distance['same_argmax']}/9" in out
+    assert "p float32" in out and "p llama.cpp" in out
+    assert main(["run", "--numerics", "f32"]) == 0 and "nothing else to compare" in capsys.readouterr().out
+
+
+def test_generate_numerics_shows_where_two_answers_part(capsys, monkeypatch):
+    """On the sort model both answers are the same; with a patched-in difference the report names the first
+    differing token."""
+    from minigptoss.cli import main
+    assert main(["generate", "--numerics", "bf16", "-n", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "--numerics bf16: the same 9 tokens as float32: '02233679<|return|>'" in out.replace("\n", "")
+    from minigptoss.cli import numerics as cli_numerics
+    def nines(logits, name):  # from the third answer token on, '9' is the most likely
+        changed = logits.copy()
+        changed[-1, ord("9")] += 100 * (len(TOKENS) + 2 <= positions[-1] + 1)
+        return changed
+    positions = []
+    boost = minigptoss.interventions.Intervention("nines", [
+        minigptoss.inspector.Patch("positions", lambda p, name: positions.extend(p) or p),
+        minigptoss.inspector.Patch("logits", nines)])
+    monkeypatch.setitem(numerics.NUMERICS, "bf16", lambda: boost)
+    assert main(["generate", "--numerics", "bf16", "-n", "12"]) == 0
+    out = capsys.readouterr().out.replace("\n", "")
+    assert "the answers agree on the first 2 of 9 / 9 tokens ('02'), then  float32:  '233679<|return|>'" in out
+    assert "bf16:     '9999999'" in out
+    assert cli_numerics.numerics is numerics
+
+
+def test_the_debugger_offers_the_numerics_like_the_other_interventions():
+    from minigptoss import interventions as iv
+    for name in ("llama.cpp", "llama.cpp f32 kv", "bf16", "q8_0 expert inputs", "bf16 matmul inputs",
+                 "rounded yarn ramp", "fp16 kv cache"):
+        assert isinstance(iv.preset(name), iv.Intervention)
+    assert iv.preset("llama.cpp").label == numerics.llama_cpp().label
