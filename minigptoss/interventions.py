@@ -36,44 +36,10 @@ from fnmatch import fnmatchcase
 import numpy as np
 
 from .attention import sink_softmax
-from .inspector import Capture, Patch, PatchError, capture, patching
-from .kvcache import KVCache
+from .inspector import Capture, Intervention, Patch, PatchError, capture
+from . import numerics
 from .names import declared, from_transformer_lens
 from .router import softmax, top_k
-
-
-class Intervention:
-    """A labelled set of patches opened together: `with intervention: model.forward(tokens)`."""
-
-    def __init__(self, label: str, patches: Sequence[Patch], keep_all_keys: Iterable[int] | None = ()):
-        self.label, self.patches = label, tuple(patches)
-        self.keep_all_keys = keep_all_keys  # layers whose KV cache must keep every key (None: all layers)
-        self._stack: list[ExitStack] = []
-
-    def __enter__(self) -> "Intervention":
-        stack = ExitStack()
-        stack.enter_context(patching(*self.patches))
-        self._stack.append(stack)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stack.pop().close()
-
-    def __add__(self, other: "Intervention") -> "Intervention":
-        keep = None if self.keep_all_keys is None or other.keep_all_keys is None else \
-            (*self.keep_all_keys, *other.keep_all_keys)
-        return Intervention(f"{self.label} + {other.label}", self.patches + other.patches, keep)
-
-    def __repr__(self) -> str:
-        return f"Intervention({self.label!r})"
-
-    def new_cache(self, model) -> KVCache:
-        """A KV cache for `model.generate(..., cache=...)` that keeps what this intervention needs (window_off
-        needs every key of the layers it opens up)."""
-        cache = model.new_cache()
-        for n in range(len(cache.windows)) if self.keep_all_keys is None else self.keep_all_keys:
-            cache.windows[n] = 0
-        return cache
 
 
 class _Positions:
@@ -340,27 +306,25 @@ PRESETS = {preset.name: preset for preset in [
     Preset("forbid expert", "the router never chooses this expert, in every layer", ("expert",),
            lambda expert: forbid_experts([expert])),
     Preset("top-1 routing", "only each token's best expert counts", (), lambda: top1_routing()),
-    # other engines' roundings (numerics.py; imported when picked, it builds on this module)
+    # other engines' roundings (numerics.py)
     Preset("llama.cpp", "llama.cpp's CPU roundings: Q8_0 expert inputs, bf16 matmul inputs, rounded YaRN ramp, "
-           "fp16 KV cache", (), lambda: _numerics().llama_cpp()),
+           "fp16 KV cache", (), lambda: numerics.llama_cpp()),
     Preset("llama.cpp f32 kv", "llama.cpp's roundings with an f32 KV cache", (),
-           lambda: _numerics().llama_cpp(kv="f32")),
+           lambda: numerics.llama_cpp(kv="f32")),
     Preset("bf16", "the torch reference's bf16 run: every tensor it holds in bf16 rounded to bf16", (),
-           lambda: _numerics().bf16_activations()),
+           lambda: numerics.bf16_activations()),
     Preset("q8_0 expert inputs", "llama.cpp: the experts' inputs quantized to Q8_0 (blocks of 32, int8)", (),
-           lambda: _numerics().q8_0_expert_inputs()),
+           lambda: numerics.q8_0_expert_inputs()),
     Preset("bf16 matmul inputs", "llama.cpp: attention qkv/out and unembedding inputs rounded to bf16", (),
-           lambda: _numerics().bf16_matmul_inputs()),
+           lambda: numerics.bf16_matmul_inputs()),
     Preset("rounded yarn ramp", "llama.cpp: YaRN's ramp bounds floored/ceiled (a different RoPE)", (),
-           lambda: _numerics().rounded_yarn_ramp()),
+           lambda: numerics.rounded_yarn_ramp()),
     Preset("fp16 kv cache", "llama.cpp: keys, values, queries and probabilities in fp16", (),
-           lambda: _numerics().fp16_kv_cache()),
+           lambda: numerics.fp16_kv_cache()),
 ]}
 
 
-def _numerics():
-    from . import numerics
-    return numerics
+
 
 
 def preset(name: str, **params: int) -> Intervention:

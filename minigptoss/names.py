@@ -145,7 +145,7 @@ def is_declared(name: str) -> bool:
 
 
 def recorded_names(num_layers: int) -> list[str]:
-    """Every name a forward pass records, in the order it records them:  (3 + 3 + 28 L + 2) names."""
+    """Every name a forward pass records, in the order it records them:  (7 + 25 L + 2) names."""
     per_block = [e.name for e in INTERMEDIATES if e.name.startswith("blocks.N.")]
     head = [e.name for e in INTERMEDIATES if not e.name.startswith("blocks.N.") and e.name not in ("norm", "logits")]
     blocks = [name.replace("N", str(n), 1) for n in range(num_layers) for name in per_block]

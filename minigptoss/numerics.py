@@ -1,7 +1,7 @@
 """Numerics: what other engines' number formats do to the same model, as interventions.
 
 minigptoss computes in float32 and matches the official reference's float32 run to float32 rounding. The engines
-people run gpt-oss with round elsewhere. Each function here returns an `interventions.Intervention` whose patches
+people run gpt-oss with round elsewhere. Each function here returns an `Intervention` (inspector.py, as interventions.py's) whose patches
 round the recorded intermediates where that engine does, so it composes with `capture`, `patch`, the other
 interventions and `model.generate` (a rounded k_rot / v is what the KV cache keeps):
 
@@ -39,8 +39,7 @@ import math
 
 import numpy as np
 
-from .inspector import Patch
-from .interventions import Intervention
+from .inspector import Intervention, Patch
 from .mxfp4 import BLOCK_SIZE, FP4_VALUES, NAN_SCALE, SCALE_BIAS, encode_mxfp4, pack_nibbles, scale_values
 
 Q8_0_BLOCK = 32  # QK8_0: values sharing one scale
