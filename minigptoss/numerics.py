@@ -91,7 +91,7 @@ def q8_0(x: np.ndarray, reference: bool = False) -> np.ndarray:
 def floor_ceil_bounds(low: float, high: float) -> tuple[float, float]:
     """ggml_rope_yarn_corr_dims: (max(0, floor(low)), min(d - 1, ceil(high))); gpt-oss's config check keeps
     high < d/2 - 1, so the upper clamp never acts."""
-    return max(0.0, math.floor(low)), float(math.ceil(high))
+    return float(max(0, math.floor(low))), float(math.ceil(high))
 
 
 # -- the interventions -----------------------------------------------------------------------------------------
@@ -220,15 +220,15 @@ def mxfp4_encoder(rule: str = "ocp"):
 NUMERICS = {"f32": None, "bf16": bf16_activations, "llama.cpp": llama_cpp,
             "llama.cpp-f32kv": lambda: llama_cpp(kv="f32")}
 
-WHERE = {  # where each choice rounds, in a line (the CLI and walkthrough 13 print it)
-    "f32": "nowhere: float32 throughout, the reference's float32 run",
-    "bf16": "every matmul, norm, residual add, RoPE, softmax and SwiGLU output to bf16",
-    "llama.cpp": "Q8_0 expert inputs, bf16 qkv/out/unembedding inputs, YaRN ramp floored/ceiled, fp16 KV cache",
-    "llama.cpp-f32kv": "Q8_0 expert inputs, bf16 qkv/out/unembedding inputs, YaRN ramp floored/ceiled",
-    "q8_0_expert_inputs": "both expert matmuls' inputs to Q8_0 (32 values share an fp16 scale, int8 each)",
-    "bf16_matmul_inputs": "attention qkv/out and unembedding inputs to bf16 (router stays float32)",
-    "rounded_yarn_ramp": "no rounding of values: YaRN's ramp bounds floored/ceiled, a different RoPE",
-    "fp16_kv_cache": "queries, keys, values and attention probabilities to fp16",
+WHERE = {  # where each choice rounds, in a few words (the CLI and walkthrough 13 print it)
+    "f32": "nowhere: the reference's float32 run",
+    "bf16": "every matmul, norm, residual add, RoPE, softmax, SwiGLU output to bf16",
+    "llama.cpp": "Q8_0 expert inputs, bf16 qkv/out/unembedding inputs, rounded YaRN ramp, fp16 KV cache",
+    "llama.cpp-f32kv": "Q8_0 expert inputs, bf16 qkv/out/unembedding inputs, rounded YaRN ramp",
+    "q8_0_expert_inputs": "expert matmul inputs to Q8_0 (int8, an fp16 scale per 32)",
+    "bf16_matmul_inputs": "attention qkv/out and unembedding inputs to bf16",
+    "rounded_yarn_ramp": "no value: YaRN's ramp bounds floored/ceiled",
+    "fp16_kv_cache": "queries, keys, values, attention probabilities to fp16",
 }
 
 

@@ -42,7 +42,7 @@ def run_report(model, tokens, logits: np.ndarray, resid: dict, name: str, tokeni
     distance = numerics.logit_distance(logits, other)
     layers = [float(np.abs(other_resid[f"blocks.{n}.resid_post"] - resid[f"blocks.{n}.resid_post"]).max())
               for n in range(model.config.num_hidden_layers)]
-    lines = [Text.assemble((f"--numerics {name}: ", "bold"), f"{intervention.label}, rounds {numerics.WHERE[name]}"),
+    lines = [Text.assemble((f"--numerics {name}: ", "bold"), f"{intervention.label}, rounds: {numerics.WHERE[name]}"),
              Text(f"max |delta| of the residual stream after each layer: "
                   + ", ".join(f"{n}: {d:.3g}" for n, d in enumerate(layers))),
              Text(f"logits vs float32: max |delta| {distance['max']:.4g}, mean {distance['mean']:.3g} over "
