@@ -1,8 +1,8 @@
 """Numerics: what other engines' number formats do to the same model, as interventions.
 
 minigptoss computes in float32 and matches the official reference's float32 run to float32 rounding. The engines
-people run gpt-oss with round elsewhere. Each function here returns an `Intervention` (inspector.py, as interventions.py's) whose patches
-round the recorded intermediates where that engine does, so it composes with `capture`, `patch`, the other
+people run gpt-oss with round elsewhere. Each function here returns an `Intervention` (inspector.py) whose
+patches round the recorded intermediates where that engine does, so it composes with `capture`, `patch`, the other
 interventions and `model.generate` (a rounded k_rot / v is what the KV cache keeps):
 
     with numerics.llama_cpp():

@@ -32,7 +32,8 @@ def test_round_bf16_is_the_nearest_bf16_ties_to_even(x):
     down = (x.view(np.uint32) & 0xFFFF0000).view(np.float32)  # truncation towards 0: one neighbour
     up = ((x.view(np.uint32) & 0xFFFF0000) + 0x10000).view(np.float32)  # the other (same sign, one ulp away)
     error = np.abs(rounded.astype(np.float64) - x)
-    assert (error[finite] <= np.minimum(np.abs(x - down.astype(np.float64)), np.abs(up.astype(np.float64) - x))[finite]).all()
+    nearest = np.minimum(np.abs(x - down.astype(np.float64)), np.abs(up.astype(np.float64) - x))
+    assert (error[finite] <= nearest[finite]).all()
     tie = np.abs(x - down.astype(np.float64)) == np.abs(up.astype(np.float64) - x)
     assert not (bits[tie & finite] & 0x10000).any()  # a tie goes to the even mantissa
 
@@ -227,7 +228,8 @@ def test_ocp_ties_go_to_the_even_code_and_ours_to_the_smaller_magnitude():
 
 def test_both_encoders_are_lossless_on_weights_already_in_mxfp4():
     model = minigptoss.load("sort")
-    w = decode_mxfp4(model.weights["block.0.mlp.mlp1_weight.blocks"][0], model.weights["block.0.mlp.mlp1_weight.scales"][0])
+    prefix = "block.0.mlp.mlp1_weight"
+    w = decode_mxfp4(model.weights[f"{prefix}.blocks"][0], model.weights[f"{prefix}.scales"][0])
     for rule in ("ocp", "minigptoss"):
         np.testing.assert_array_equal(decode_mxfp4(*numerics.mxfp4_encoder(rule)(w)), w)
     assert numerics.mxfp4_encoder("minigptoss") is encode_mxfp4

@@ -10,9 +10,9 @@ before its bias is added, every step of SwiGLU), and one bf16 ulp of difference 
 layers like any other rounding noise. What the emulation must reproduce is the size of the effect, the figure
 walkthrough 13 reports: over PROMPTS prompts per bundled model, the mean |logit - float32 logit| of the
 emulation (its median over the prompts: a prompt where a near-tie router choice flips in one run and not
-the other moves by O(1) and would dominate a mean) is within a factor SIZE_RATIO of the reference's bf16 run's, and the emulation agrees with the bf16
-run on the argmax at MIN_ARGMAX of the positions at least; the largest |emulation - bf16 run| per prompt is
-printed (where a router choice flips between the two it reaches O(1)). Measured (seed 23): ratios 0.87 (sort),
+the other moves by O(1) and would dominate a mean) is within a factor SIZE_RATIO of the reference's bf16
+run's, and the emulation agrees with the bf16 run on the argmax at MIN_ARGMAX of the positions at least;
+the largest |emulation - bf16 run| per prompt is printed (where a router choice flips between the two it reaches O(1)). Measured (seed 23): ratios 0.87 (sort),
 0.99 (chat), 0.46 (tiny: on the random model the roundings inside lines, not emulated, weigh more); argmax
 71/72, 71/72, 86/96.
 """
@@ -67,7 +67,8 @@ def test_bf16_activations_moves_logits_as_much_as_the_reference_bf16_run(model_n
         positions += len(tokens)
     ratio = float(np.median(emulated_move) / np.median(reference_move))
     print(f"\n{model_name}: mean |dlogit| from float32, median over {PROMPTS} prompts: emulation "
-          f"{np.median(emulated_move):.4f}, reference bf16 {np.median(reference_move):.4f} (ratio {ratio:.2f}); max |emulation - bf16 run| per prompt "
+          f"{np.median(emulated_move):.4f}, reference bf16 {np.median(reference_move):.4f} (ratio {ratio:.2f}); "
+          f"max |emulation - bf16 run| per prompt "
           f"{', '.join(f'{a:.3f}' for a in apart)}; argmax agrees at {same}/{positions} positions")
     assert 1 / SIZE_RATIO <= ratio <= SIZE_RATIO
     assert same >= MIN_ARGMAX * positions
