@@ -106,9 +106,12 @@ def load(path, cache_bytes: int | None = None):
     """
     from .checkpoint import open_checkpoint
     from .model import Model
+    from .text.tokenizer import tokenizer_for
 
     config, weights, info = open_checkpoint(resolve(path), cache_bytes)
-    return Model(config, weights, checkpoint=info)
+    model = Model(config, weights, checkpoint=info)
+    model.make_tokenizer = lambda: tokenizer_for(config.vocab_size)  # model.tokenizer, made on first use
+    return model
 
 
 def save(model, path) -> None:

@@ -40,6 +40,18 @@ class Model:
         scales), e.g. what `random_weights` makes or a loaded checkpoint's lazy mapping; it may also offer
         `rows` and `matmul_t` (see weight_rows, weight_product). checkpoint: what the loader found, or None."""
         self.config, self.weights, self.checkpoint = config, weights, checkpoint
+        self.make_tokenizer, self._tokenizer = None, None  # minigptoss.load gives the vocabulary's tokenizer
+
+    @property
+    def tokenizer(self):
+        """The tokenizer of this model's vocabulary (o200k_harmony for gpt-oss, bytes for the tiny models):
+        `model.forward(model.tokenizer.encode("hello"))`. Made on first use; set by `minigptoss.load`."""
+        if self._tokenizer is None:
+            if self.make_tokenizer is None:
+                raise AttributeError("this model has no tokenizer attached: minigptoss.load attaches one, or use "
+                                     "minigptoss.text.tokenizer.tokenizer_for(model.config.vocab_size)")
+            self._tokenizer = self.make_tokenizer()
+        return self._tokenizer
 
     def experts(self, layer: int, which: str) -> DenseExperts:
         """Expert weights of `block.{layer}.mlp.{which}` (which: mlp1 or mlp2), decoded lazily per expert."""
@@ -98,6 +110,9 @@ def weight_product(x: np.ndarray, weights, name: str) -> np.ndarray:
 
 def check_tokens(tokens, vocab_size: int) -> np.ndarray:
     """A sequence or 1-D array of ids in [0, vocab_size) -> (T,) int64, or one clear error."""
+    if isinstance(tokens, str):
+        raise TokenError(f"tokens must be token ids, not text ({tokens[:20]!r}): encode the text first, e.g. "
+                         f"model.forward(model.tokenizer.encode({tokens[:20]!r})) (o200k_harmony for gpt-oss)")
     ids = np.asarray(tokens)
     if ids.ndim != 1 or ids.size == 0 or not (np.issubdtype(ids.dtype, np.integer) or ids.dtype == bool):
         raise TokenError(f"tokens must be a non-empty 1-D sequence of integer ids, got shape {ids.shape} "

@@ -32,7 +32,10 @@ __all__ = ["DEFAULT_PROMPT", "UsageError", "build_parser", "main"]
 
 
 def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog="minigptoss", description="Run and inspect gpt-oss in pure NumPy.")
+    parser = OneLineParser(prog="minigptoss", description="Run and inspect gpt-oss in pure NumPy.",
+                           epilog="output: drawn for the terminal's width; piped, 80 columns unless COLUMNS=N, and "
+                                  "without colours unless FORCE_COLOR=1 (FORCE_COLOR=1 minigptoss step --no-pause | "
+                                  "less -R pages it in colour); NO_COLOR=1 turns colours off")
     parser.add_argument("--version", action="version", version=f"minigptoss {__version__}")
     parser.set_defaults(handler=lambda args, console: parser.print_help())  # `minigptoss` alone: the help
     commands = parser.add_subparsers(dest="command")

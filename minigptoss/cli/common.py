@@ -6,6 +6,7 @@ become one line and exit status 2 (`cli.main`); anything else is a bug and keeps
 """
 
 import argparse
+import difflib
 import os
 import sys
 import threading
@@ -42,14 +43,22 @@ def parse_token_ids(text: str) -> list[int]:
         raise UsageError(f"--tokens expects comma-separated integer ids, got {text!r}") from None
 
 
+COSTLY_BYTES = 2**30  # a checkpoint larger than this (a real model) says what a pass will cost before it runs
+
+
 def load_model(weights, console: Console, default: str = DEFAULT_WEIGHTS):
-    """The model of --weights, or the bundled `default`; -> (model, path)."""
+    """The model of --weights, or the bundled `default`; -> (model, path). A command says what its pass will cost
+    (say_cost) once it knows the prompt's length."""
     path = weights or minigptoss.bundled(default)
     with console.status(f"loading {path}"):
         model = minigptoss.load(path)
-    if model.checkpoint is not None and model.checkpoint.file_bytes > 2**30:  # a real-sized model: say what it costs
-        console.print(checkpoint_summary(model), highlight=False)
     return model, path
+
+
+def say_cost(console: Console, model, tokens: int) -> None:
+    """For a real-sized checkpoint, one line: what load() found and the memory a pass over `tokens` tokens needs."""
+    if model.checkpoint is not None and model.checkpoint.file_bytes > COSTLY_BYTES:
+        console.print(checkpoint_summary(model, max(1, tokens)), highlight=False)
 
 
 def checkpoint_summary(model, tokens: int = 256) -> str:
@@ -226,6 +235,35 @@ def get_tokenizer(vocab_size: int):
     return tokenizer_for(vocab_size)
 
 
+BUNDLED_TASKS = {"sort": "trained to sort digits and repeat letters", "chat": "trained to answer in harmony",
+                 "tiny": "random weights: expect gibberish"}
+
+
+def model_name(path) -> str:
+    """How to name a checkpoint folder to a person: a bundled model by its short name ("bundled sort"), any other
+    by its path with the home folder as ~ (never three lines of site-packages)."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        inside = path.resolve().relative_to(minigptoss.TINY_WEIGHTS.resolve())
+    except (ValueError, OSError):
+        home = Path.home()
+        return f"~/{path.relative_to(home)}" if path.is_absolute() and path.is_relative_to(home) else str(path)
+    return f"bundled {inside.parts[0] if inside.parts else 'tiny'}"
+
+
+def model_banner(model, path) -> str:
+    """One line naming the model and its task: "bundled sort (trained to sort digits and repeat letters)"; for a
+    real checkpoint its path and size. (A task named in the folder's defaults.json, where given, wins.)"""
+    name = model_name(model.checkpoint.folder if model.checkpoint is not None else path)
+    task = getattr(model_defaults(model), "task", None) or BUNDLED_TASKS.get(name.removeprefix("bundled "))
+    if task is None:
+        c = model.config
+        task = f"{c.num_hidden_layers} layers, {c.num_experts} experts, vocabulary {c.vocab_size}"
+    return f"{name} ({task})"
+
+
 def model_defaults(model) -> ModelDefaults:
     """What the model's folder says about talking to it (defaults.json: its prompt, harmony, system message)."""
     return read_defaults(model.checkpoint.folder) if model.checkpoint is not None else ModelDefaults()
@@ -253,11 +291,31 @@ def positive_int(text: str) -> int:
     return value
 
 
+LLAMA_CPP_FLAGS = {"-s": "--seed", "-m": "--weights", "--model": "--weights", "--temperature": "--temp"}
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line on stderr (and exit status 2), like every other error."""
+    """argparse, but a usage mistake is one line on stderr (and exit status 2), like every other error, named
+    after the command it was given to (`minigptoss generate: unrecognized arguments: -s 1 (did you mean
+    --seed?)`), not the top command argparse reports them from."""
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self
+            for action in self._actions:  # the subcommand that was given, if any
+                if isinstance(action, argparse._SubParsersAction) and getattr(parsed, action.dest, None):
+                    parser = action.choices[getattr(parsed, action.dest)]
+            options = [o for a in parser._actions for o in a.option_strings]
+            guess = next((o for word in extras if word.startswith("-") for o in
+                          [LLAMA_CPP_FLAGS.get(word)] + difflib.get_close_matches(word, options, n=1, cutoff=0.75)
+                          if o in options), None)
+            hint = f" (did you mean {guess}?)" if guess else ""
+            parser.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return parsed
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, prompt: bool = True) -> None:

@@ -20,7 +20,7 @@ from ..views.summary import probability_text, token_text
 from ..text.harmony import Message, render_conversation, stop_tokens
 from .numerics import add_numerics_argument, answers_report
 from .common import (CHAT_WEIGHTS, DEFAULT_PROMPT, DEFAULT_WEIGHTS, UsageError, add_model_arguments, get_tokenizer,
-                     load_model, model_defaults, parse_token_ids, positive_int)
+                     load_model, model_defaults, parse_token_ids, positive_int, say_cost)
 from .talk import (GENERATE_MAX_TOKENS, Out, Sampling, Stats, StreamDecoder, add_sampling_flags,
                    run_turn, stop_name, system_messages, timed)
 
@@ -44,6 +44,7 @@ def cmd_generate(args, console: Console) -> None:
         prompt = render_conversation(conversation, tokenizer)
     else:
         prompt = tokenizer.encode(text, allowed_special="all")
+    say_cost(console, model, len(prompt))
     stats = Stats(len(prompt), seed=sampling.seed if sampling.temperature > 0 else None)
     try:
         if args.harmony:
@@ -71,18 +72,24 @@ def cmd_generate(args, console: Console) -> None:
 
 def prompt_text(args, defaults) -> str:
     """The prompt: -p TEXT, -p - (standard input), -f FILE, else the model's own (defaults.json), else the
-    default."""
+    default. From standard input or a file, one trailing newline is dropped (`echo TEXT |` and editors add one;
+    llama.cpp's -f does the same): a prompt that should end in a newline ends in two."""
     if args.file is not None:
         try:
             with open(args.file, encoding="utf-8") as file:
-                return file.read()
+                return drop_final_newline(file.read())
         except OSError as error:
             raise UsageError(f"-f {args.file}: cannot read it ({error.strerror})") from None
         except UnicodeDecodeError:
             raise UsageError(f"-f {args.file}: not UTF-8 text") from None
     if args.prompt == "-":
-        return sys.stdin.read()
+        return drop_final_newline(sys.stdin.read())
     return args.prompt if args.prompt is not None else defaults.prompt or DEFAULT_PROMPT
+
+
+def drop_final_newline(text: str) -> str:
+    """`text` without one trailing line ending (\\n or \\r\\n), if it has one."""
+    return text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
 
 
 def stream_raw(model, tokenizer, prompt: list[int], sampling: Sampling, out: Out, stats: Stats, stops=(),
@@ -137,8 +144,11 @@ def add_generate_parser(commands) -> None:
                     "instead sent as a user message in the harmony chat format, as `chat` does for one turn.")
     add_model_arguments(generate, prompt=False)
     source = generate.add_mutually_exclusive_group()
-    source.add_argument("-p", "--prompt", help=f"the prompt; - reads standard input (default: {DEFAULT_PROMPT!r})")
-    source.add_argument("-f", "--file", help="read the prompt from this UTF-8 text file")
+    source.add_argument("-p", "--prompt", help="the prompt; - reads standard input, dropping one trailing newline "
+                                               "(default: the model's own, from its defaults.json: '26023397=' "
+                                               "for sort)")
+    source.add_argument("-f", "--file", help="read the prompt from this UTF-8 text file (one trailing newline is "
+                                             "dropped)")
     source.add_argument("--tokens", help="the prompt as comma-separated token ids")
     generate.add_argument("--stop", action="append", metavar="TEXT",
                           help="stop once the continuation contains TEXT (repeatable)")

@@ -14,7 +14,7 @@ import minigptoss
 from ..views.summary import layers_table, router_table, tokens_view, top_tokens_table
 from .numerics import add_numerics_argument, run_report
 from .common import (PassProgress, add_model_arguments, closed_pipe_is_fine, get_tokenizer, load_model,
-                     model_defaults, positive_int, prompt_tokens)
+                     model_banner, model_defaults, positive_int, prompt_tokens, say_cost)
 
 
 def cmd_run(args, console: Console) -> None:
@@ -26,7 +26,8 @@ def run(args, console: Console) -> None:
     model, path = load_model(args.weights, console)
     tokenizer = get_tokenizer(model.config.vocab_size)
     tokens = prompt_tokens(args, tokenizer, model_defaults(model))
-    console.print(f"[bold]minigptoss run[/] on {path}: {model.config.num_hidden_layers} layers, "
+    say_cost(console, model, len(tokens))
+    console.print(f"[bold]minigptoss run[/] on {model_banner(model, path)}: {model.config.num_hidden_layers} layers, "
                   f"{model.config.num_experts} experts (top-{model.config.experts_per_token}), "
                   f"vocabulary {model.config.vocab_size}")
     progress = PassProgress(model)
@@ -46,7 +47,12 @@ def run(args, console: Console) -> None:
 
 
 def add_run_parser(commands) -> None:
-    run = commands.add_parser("run", help="one forward pass: tokens, per-layer summary, router, next token")
+    run = commands.add_parser("run", help="one forward pass: tokens, per-layer summary, router, next token",
+                              description="Run one forward pass over the prompt and print a summary: the tokens, "
+                                          "per layer the size of the residual stream, the attention output, the "
+                                          "sink mass and the MoE output, the router's load and choices, and the "
+                                          "top next-token candidates after the last position. (`step` walks the "
+                                          "same pass piece by piece.)")
     add_model_arguments(run)
     run.add_argument("--top", type=positive_int, default=10, help="how many next-token candidates to show")
     add_numerics_argument(run)

@@ -33,7 +33,7 @@ from ..model import check_tokens
 from ..views.report import report_html
 from ..views.steps import render_step, step_body, step_title, where_text
 from .common import (DEFAULT_WEIGHTS, BackgroundPass, UsageError, add_model_arguments, closed_pipe_is_fine,
-                     get_tokenizer, model_defaults, positive_int, prompt_tokens)
+                     get_tokenizer, model_banner, model_defaults, positive_int, prompt_tokens)
 from .navigation import (PIECES, Navigator, Step, all_steps, break_indices, build_steps,  # noqa: F401 (re-exported)
                          find_break, parse_layers, parse_pieces, select_steps, start_index)
 
@@ -183,7 +183,8 @@ def cmd_step(args, console: Console) -> None:
             every, shown, breaks = plan(args, session)
             others = intervened(args, session)
             start = breaks[0] if breaks else 0
-            console.print(f"[bold]minigptoss step[/] on {session.source}: {len(session.tokens)} tokens, "
+            console.print(f"[bold]minigptoss step[/] on {model_banner(session.model, session.source)}: "
+                          f"{len(session.tokens)} tokens, "
                           f"{len(shown)} step{'s' if len(shown) != 1 else ''}", highlight=False)
             if start:
                 console.print(f"ran {start} steps to the breakpoint {shown[start].name}", style="dim", highlight=False)
@@ -208,7 +209,8 @@ def add_step_parser(commands) -> None:
     step.add_argument("--break", dest="break_at", metavar="NAME", action="append",
                       help="start at step NAME (e.g. blocks.3.attn, '*.router'); repeat it, then `c` goes from one "
                            "breakpoint to the next")
-    step.add_argument("--only", metavar="PIECES", help=f"show only these pieces, comma-separated: {', '.join(PIECES)}")
+    step.add_argument("--only", metavar="PIECES", help=f"show only these pieces, comma-separated: {', '.join(PIECES)} (or sinks: the "
+                      "attention step alone; experts: mlp1, swiglu, mlp2, moe)")
     step.add_argument("--no-pause", action="store_true",
                       help="print every step without waiting (the default when not on a terminal)")
     step.add_argument("--intervene", metavar="NAME", action="append",

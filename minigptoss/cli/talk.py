@@ -336,8 +336,8 @@ def add_sampling_flags(parser: argparse.ArgumentParser, max_tokens: int, harmony
     parser.add_argument("--temp", "--temperature", dest="temperature", type=temperature_arg,
                         default=DEFAULT_TEMPERATURE, metavar="T",
                         help=f"sampling temperature; 0 = greedy, deterministic (default: {DEFAULT_TEMPERATURE}, "
-                             "OpenAI's recommendation for gpt-oss, as in ollama's gpt-oss model; the random tiny "
-                             "model writes gibberish either way, and 0 or --seed makes it repeatable)")
+                             "OpenAI's recommendation for gpt-oss, as in ollama's gpt-oss model; 0 or --seed makes "
+                             "a run repeatable)")
     parser.add_argument("--top-p", type=top_p_arg, default=DEFAULT_TOP_P, metavar="P",
                         help=f"nucleus sampling: keep the most likely tokens up to probability P "
                              f"(default: {DEFAULT_TOP_P} = off, OpenAI's recommendation for gpt-oss)")
