@@ -35,6 +35,7 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
+from .arguments import instance, shown, text_patterns
 from .errors import MinigptossError
 from .kvcache import KVCache
 from .names import OBSERVED, canonical, declared, from_transformer_lens, is_declared, recorded_names
@@ -169,11 +170,16 @@ class Capture(Mapping):
         return [{name: values[i] for name, values in self._history.items() if i < len(values)} for i in range(count)]
 
 
-@contextmanager
 def capture(*patterns: str, kind: type[Capture] = Capture, per_step: bool = False):
     """Record every intermediate whose name matches one of `patterns` (all of them if none are given) into a
-    new `kind` (a Capture, or a subclass that adds views). per_step: keep every pass's values, not the newest."""
-    cache = kind(patterns, per_step=per_step)
+    new `kind` (a Capture, or a subclass that adds views). per_step: keep every pass's values, not the newest.
+    A context manager; its arguments are checked when it is called, not when the block opens."""
+    instance("capture", "per_step", per_step, bool, "True or False")
+    return _capturing(kind(text_patterns("capture", "patterns", patterns), per_step=per_step))
+
+
+@contextmanager
+def _capturing(cache: Capture):
     _open_captures.append(cache)
     try:
         yield cache
@@ -185,7 +191,14 @@ class Patch:
     """Replace every intermediate matching `patterns` with fn(value, name) (see `patch`)."""
 
     def __init__(self, patterns: str | Iterable[str], fn: PatchFunction, display: bool = False):
-        patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+        if isinstance(patterns, str):
+            patterns = (patterns,)
+        elif not isinstance(patterns, (list, tuple, set, frozenset)):
+            raise PatchError(f"patch: patterns must be a name pattern or a list of them (e.g. "
+                             f"'blocks.0.attn.z'), got {shown(patterns)}")
+        patterns = text_patterns("patch", "patterns", patterns, error=PatchError)
+        if not callable(fn):
+            raise PatchError(f"patch: fn must be a function fn(value, name) -> array, got {shown(fn)}")
         try:
             self.patterns = tuple(from_transformer_lens(p) for p in patterns)
         except KeyError as error:
@@ -215,14 +228,13 @@ class Patch:
         return new
 
 
-@contextmanager
 def patch(patterns: str | Iterable[str], fn: PatchFunction):
     """Within the block, every intermediate whose name matches `patterns` (one or several, wildcards as in
     `capture`) is replaced by fn(value, name) where the forward pass records it, and the pass goes on with the
     replacement (captures see it too). fn gets a read-only view and returns an array of the same shape and
-    dtype. Display-only names (names.py's OBSERVED) are refused by exact name and skipped by wildcards."""
-    with patching(Patch(patterns, fn)):
-        yield
+    dtype. Display-only names (names.py's OBSERVED) are refused by exact name and skipped by wildcards.
+    A context manager; its arguments are checked when it is called, not when the block opens."""
+    return patching(Patch(patterns, fn))
 
 
 @contextmanager
@@ -296,6 +308,8 @@ class Intervention:
         self._stack.pop().close()
 
     def __add__(self, other: "Intervention") -> "Intervention":
+        if not isinstance(other, Intervention):
+            return NotImplemented
         keep = None if self.keep_all_keys is None or other.keep_all_keys is None else \
             (*self.keep_all_keys, *other.keep_all_keys)
         return Intervention(f"{self.label} + {other.label}", self.patches + other.patches, keep)

@@ -159,11 +159,34 @@ def test_the_commands_run_the_trained_models_by_default(capsys):
     assert capsys.readouterr().out == "26023397=02233679<|return|>\n"
     assert main(["run"]) == 0
     out = capsys.readouterr().out
-    assert "bundled sort (trained to sort digits" in out and "0:2[50]" in out and "│    1 │  48 │ 0 " in out
+    assert "bundled sort (trained to sort 1-10 digits" in out and "0:2[50]" in out and "│    1 │  48 │ 0 " in out
     assert main(["generate", "--harmony", "--temp", "0"]) == 0
     assert capsys.readouterr().out.strip().endswith("...done thinking.\n\n02367")
     assert main(["run", "--weights", "tiny"]) == 0
     assert capsys.readouterr().out.startswith("minigptoss run on bundled tiny (random weights")
+
+
+def test_the_banner_says_what_the_model_knows(capsys):
+    """step, run, generate and chat name the bundled model and its tasks in one line (defaults.json's "about" and
+    its prompt); step and run on a prompt outside them say the answer will be noise (its "tasks")."""
+    from minigptoss.checkpoint.defaults import read_defaults
+
+    line = "bundled sort (" + read_defaults(minigptoss.bundled("sort")).about + "; try 26023397=)"
+    assert "trained to sort 1-10 digits" in line
+    assert main(["step", "--only", "tokens"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert line in out and "noise" not in out
+    assert main(["step", "-p", "hello", "--only", "tokens"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert line in out and "'hello' is not a prompt this model was trained on" in out and "noise" in out
+    assert main(["run", "-p", "abcdefghijk|ab"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert line in out and "noise" not in out
+    assert main(["generate", "--temp", "0", "-p", "4="]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "4=4<|return|>\n" and line in " ".join(captured.err.split())
+    assert main(["run", "--weights", "tiny", "-p", "hello"]) == 0  # no defaults.json: no warning
+    assert "noise" not in capsys.readouterr().out
 
 
 def test_defaults_json_is_checked_field_by_field(tmp_path):
@@ -173,10 +196,16 @@ def test_defaults_json_is_checked_field_by_field(tmp_path):
     assert read_defaults(tmp_path).prompt is None  # no file: the commands' own defaults
     for text, field in [('{"prompt": 3}', "'prompt'"), ('{"harmony": "yes"}', "'harmony'"),
                         ('{"system": {"reasoning_effort": "max"}}', "'reasoning_effort'"),
-                        ('{"system": {"identity": "x"}}', "'identity'"), ('{"promt": "x"}', "'promt'"), ("[1]", "list")]:
+                        ('{"system": {"identity": "x"}}', "'identity'"), ('{"promt": "x"}', "'promt'"), ("[1]", "list"),
+                        ('{"about": "two\\nlines"}', "'about'"), ('{"tasks": "[0-9]+"}', "'tasks'"),
+                        ('{"tasks": ["[0-9"]}', "not a regular expression"), ('{"temperature": -1}', "'temperature'"),
+                        ('{"temperature": true}', "'temperature'")]:
         (tmp_path / "defaults.json").write_text(text)
         with pytest.raises(CheckpointError, match=field):
             read_defaults(tmp_path)
+    (tmp_path / "defaults.json").write_text('{"about": "trained to add", "tasks": ["[0-9]\\\\+[0-9]"], "temperature": 0}')
+    defaults = read_defaults(tmp_path)
+    assert defaults.in_tasks("1+2") and not defaults.in_tasks("1+2+3") and defaults.temperature == 0.0
 
 
 def test_a_prompt_from_stdin_or_a_file_loses_one_trailing_newline(capsys, tmp_path, monkeypatch):

@@ -323,7 +323,7 @@ def test_the_printed_mode_names_a_bundled_model_in_one_short_line(capsys):
     """Not the three-line site-packages path of a wheel install: the bundled model's short name and task."""
     assert main(["step", "--weights", "sort", "--no-pause", "--only", "tokens"]) == 0
     first = capsys.readouterr().out.split("\n")[0]
-    assert first.startswith("minigptoss step on bundled sort (trained to sort digits") and "site-packages" not in first
+    assert first.startswith("minigptoss step on bundled sort (trained to sort 1-10 digits") and "site-packages" not in first
     from minigptoss.cli.common import model_name
     import minigptoss
     assert model_name(minigptoss.bundled("chat")) == "bundled chat" and model_name("/tmp/x") == "/tmp/x"

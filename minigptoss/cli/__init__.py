@@ -79,18 +79,30 @@ class Stdout:
         self.stream = stream
 
     def write(self, text: str) -> int:
+        self._check_open()
         try:
             return self.stream.write(text)
         except OSError as error:
             raise StdoutError(error.errno, error.strerror) from None
 
     def flush(self) -> None:
+        if self.stream is None:  # nothing was written (else write said so)
+            return
         try:
             self.stream.flush()
         except OSError as error:
             raise StdoutError(error.errno, error.strerror) from None
 
+    def _check_open(self) -> None:
+        """`minigptoss run >&-`: Python starts with sys.stdout None when file descriptor 1 is closed."""
+        if self.stream is None:
+            raise StdoutError(errno.EBADF, "it is closed")
+
     def __getattr__(self, name):  # isatty, fileno, encoding, ...: the stream's own
+        if self.stream is None:
+            if name == "isatty":
+                return lambda: False
+            self._check_open()
         return getattr(self.stream, name)
 
 

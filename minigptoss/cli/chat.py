@@ -27,10 +27,10 @@ from .talk import (CHAT_COMMANDS, CHAT_MAX_TOKENS, Out, Sampling, Stats, add_sam
 
 def cmd_chat(args, console: Console, read_line=None) -> None:
     """`minigptoss chat`: load the model and talk to it until /exit, /quit, Ctrl-D or Ctrl-C."""
-    sampling = Sampling.from_args(args)
     model, path = load_model(args.weights, console, default=CHAT_WEIGHTS)
     tokenizer = get_tokenizer(model.config.vocab_size)
     defaults = model_defaults(model)
+    sampling = Sampling.from_args(args, defaults.temperature)
     system = system_messages(args.reasoning, args.system, defaults)
     out = Out(console)
     say_cost(console, model, len(render_conversation(system, tokenizer)) + 64)  # the first turn, about

@@ -18,6 +18,10 @@ each run's final candidates below; `X` drops it.
 
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
+
 from rich.measure import Measurement
 from rich.segment import Segment
 from rich.table import Table
@@ -133,11 +137,12 @@ class DebuggerApp(InterventionKeys, App):
                 Binding("o", "outline", show=False), Binding("question_mark", "help", show=False),
                 Binding("x", "ask('intervene')", show=False), Binding("X", "drop_comparison", show=False),
                 Binding("escape", "cancel", show=False), Binding("q", "quit", show=False),
-                Binding("ctrl+c", "quit", show=False, priority=True)]
+                Binding("ctrl+c", "interrupt", show=False, priority=True)]
 
-    def __init__(self, session, steps, breaks=(), start: int | None = None, top: int = 10, poll: float = 0.2):
+    def __init__(self, session, steps, breaks=(), start: int | None = None, top: int = 10, poll: float = 0.2,
+                 about=()):
         super().__init__()
-        self.sessions, self.top, self.poll = [session], top, poll
+        self.sessions, self.top, self.poll, self.about = [session], top, poll, list(about)
         self.nav = Navigator(steps, breaks[0] if start is None and breaks else start or 0, breaks)
         self.show = {"source": False, "tensors": False}
         self.asking: str | None = None
@@ -148,6 +153,7 @@ class DebuggerApp(InterventionKeys, App):
         self.patching: str | None = None  # the intervention whose pass is running now, if any
         self.outlined: tuple | None = None  # what the outline lists now: (ready flags, current step)
         self.model_line = model_banner(session.model, session.source)  # the model and its task, on the title line
+        self.interrupted = False  # Ctrl-C (the key, or SIGINT from outside): run_debugger ends with status 130
 
     @property
     def session(self):
@@ -168,6 +174,8 @@ class DebuggerApp(InterventionKeys, App):
     def on_mount(self) -> None:
         self.title, self.sub_title = "minigptoss step", self.model_line  # the terminal's window title too
         self.query_one("#body").focus()
+        if self.about:
+            self.notify("\n".join(self.about), timeout=12, markup=False)
         self.refresh_view()
         self.set_interval(self.poll, self.tick)
 
@@ -255,8 +263,16 @@ class DebuggerApp(InterventionKeys, App):
             text = text or f"{len(self.nav.breaks)} breakpoint(s)"
         self.put("status", Text(" | ".join(part for part in (text, note, compare) if part)))
 
+    def action_interrupt(self) -> None:
+        self.interrupted = True
+        self.exit()
+
     def tick(self) -> None:
-        """Every `poll` seconds while the pass runs: progress, and the step once it is recorded."""
+        """Every `poll` seconds while the pass runs: progress, and the step once it is recorded; the app ends
+        here after a SIGINT (run_debugger's handler only sets `interrupted`)."""
+        if self.interrupted:
+            self.exit()
+            return
         cache = self.session.cache
         ready = sum(step.ready(cache) for step in self.nav.steps)
         try:
@@ -424,6 +440,32 @@ class DebuggerApp(InterventionKeys, App):
             self.action_outline()
 
 
-def run_debugger(session, steps, breaks=(), top: int = 10) -> None:
-    """Run the app on the terminal until the user quits."""
-    DebuggerApp(session, steps, breaks, top=top).run()
+def run_debugger(session, steps, breaks=(), top: int = 10, about=()) -> None:
+    """Run the app on the terminal until the user quits; `about`: lines shown first as a notification (a warning
+    that the answer to this prompt will be noise). Ctrl-C (the key, or a SIGINT signal) raises
+    KeyboardInterrupt once the app has restored the terminal, so the command ends with status 130."""
+    app = DebuggerApp(session, steps, breaks, top=top, about=about)
+    with sigint_sets(app):
+        app.run()
+    if app.interrupted:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def sigint_sets(app: DebuggerApp):
+    """While the app runs, SIGINT sets app.interrupted (its tick, every 0.2 s, then ends the app) instead of
+    asyncio's handler, which cancels the app's task: Textual takes that as a normal exit (status 0), after
+    waiting for what it awaits. Only from the main thread and over Python's default handler; restored after."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def interrupted(signum, frame) -> None:
+        app.interrupted = True
+
+    signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -20,30 +20,35 @@ from ..views.summary import probability_text, token_text
 from ..text.harmony import Message, render_conversation, stop_tokens
 from .numerics import add_numerics_argument, answers_report
 from .common import (CHAT_WEIGHTS, DEFAULT_PROMPT, DEFAULT_WEIGHTS, UsageError, add_model_arguments, get_tokenizer,
-                     load_model, model_defaults, parse_token_ids, positive_int, say_cost)
+                     load_model, model_banner, model_defaults, noise_warning, nonempty_prompt, parse_token_ids,
+                     positive_int, say_cost, say_ids_only)
 from .talk import (GENERATE_MAX_TOKENS, Out, Sampling, Stats, StreamDecoder, add_sampling_flags,
                    run_turn, stop_name, system_messages, timed)
 
 
 def cmd_generate(args, console: Console) -> None:
     """`minigptoss generate`: stream a continuation of the prompt; timing on stderr."""
-    sampling = Sampling.from_args(args)
-    model, _ = load_model(args.weights, console, default=CHAT_WEIGHTS if args.harmony else DEFAULT_WEIGHTS)
+    model, path = load_model(args.weights, console, default=CHAT_WEIGHTS if args.harmony else DEFAULT_WEIGHTS)
     tokenizer = get_tokenizer(model.config.vocab_size)
     defaults = model_defaults(model)
+    sampling = Sampling.from_args(args, defaults.temperature)
     args.harmony = args.harmony or defaults.harmony  # a model trained on harmony is always spoken to in it
     if not args.harmony and (args.reasoning is not None or args.system is not None):
         raise UsageError("--reasoning/--system need --harmony: a raw prompt has no system message")
     text = prompt_text(args, defaults)
     out, errors = Out(console), Console(stderr=True, highlight=False)
     if args.tokens is not None:
-        prompt = parse_token_ids(args.tokens)
+        prompt = parse_token_ids(args.tokens, model.config.vocab_size)
+        say_ids_only(tokenizer)
         text = tokenizer.decode(prompt)
     elif args.harmony:
         conversation = [*system_messages(args.reasoning, args.system, defaults), Message("user", text)]
         prompt = render_conversation(conversation, tokenizer)
     else:
-        prompt = tokenizer.encode(text, allowed_special="all")
+        prompt = nonempty_prompt(tokenizer.encode(text, allowed_special="all"), text)
+    for line in (model_banner(model, path), noise_warning(defaults, None if args.tokens is not None else text)):
+        if line:
+            errors.print(line, style="dim", markup=False, soft_wrap=True)
     say_cost(console, model, len(prompt))
     stats = Stats(len(prompt), seed=sampling.seed if sampling.temperature > 0 else None)
     try:
@@ -100,7 +105,7 @@ def stream_raw(model, tokenizer, prompt: list[int], sampling: Sampling, out: Out
     recorded logits: generate samples from the logits of the forward pass just before it yields). Returns the
     generated tokens."""
     decoder, tokens, text = StreamDecoder(tokenizer), [], ""
-    enders = () if ignore_eos else stop_tokens(tokenizer, True)
+    enders = () if ignore_eos or not tokenizer.special_tokens_set else stop_tokens(tokenizer, True)  # ids only: none
     with capture("logits") if show_probs else nullcontext() as recorded:
         generated = model.generate(prompt, **sampling.kwargs(sampling.seed), stop_tokens=enders)
         for token in timed(generated, stats):

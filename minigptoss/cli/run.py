@@ -14,7 +14,8 @@ import minigptoss
 from ..views.summary import layers_table, router_table, tokens_view, top_tokens_table
 from .numerics import add_numerics_argument, run_report
 from .common import (PassProgress, add_model_arguments, closed_pipe_is_fine, get_tokenizer, load_model,
-                     model_banner, model_defaults, positive_int, prompt_tokens, say_cost)
+                     chosen_prompt, model_banner, model_defaults, noise_warning, positive_int, prompt_tokens,
+                     say_cost)
 
 
 def cmd_run(args, console: Console) -> None:
@@ -25,11 +26,15 @@ def cmd_run(args, console: Console) -> None:
 def run(args, console: Console) -> None:
     model, path = load_model(args.weights, console)
     tokenizer = get_tokenizer(model.config.vocab_size)
-    tokens = prompt_tokens(args, tokenizer, model_defaults(model))
+    defaults = model_defaults(model)
+    tokens = prompt_tokens(args, tokenizer, defaults)
     say_cost(console, model, len(tokens))
     console.print(f"[bold]minigptoss run[/] on {model_banner(model, path)}: {model.config.num_hidden_layers} layers, "
                   f"{model.config.num_experts} experts (top-{model.config.experts_per_token}), "
                   f"vocabulary {model.config.vocab_size}")
+    warning = noise_warning(defaults, chosen_prompt(args, defaults))
+    if warning:
+        console.print(warning, style="dim", markup=False, highlight=False, soft_wrap=True)
     progress = PassProgress(model)
     with minigptoss.capture("blocks.*.resid_*", "blocks.*.attn.out", "blocks.*.attn.sink_mass",
                             "blocks.*.moe.out", "blocks.*.moe.router.*") as cache, \

@@ -1,4 +1,6 @@
 """Fast kernels, each held to a readable definition in the package root by tests (tests/test_fast_mxfp4.py).
 
     fast/mxfp4.py   the experts' MXFP4 products: table decode, scaling after the block dot products, two threads
+    fast/attention.py  a long prompt's attention: chunks of query rows against their band of keys
+                       (tests/test_attention.py)
 """

@@ -11,7 +11,6 @@ In Jupyter, a capture and a picture display themselves through `_repr_html_` (an
 `_repr_svg_`), the methods IPython calls; in a terminal the capture's repr stays text.
 """
 
-from contextlib import contextmanager
 from html import escape
 
 import numpy as np
@@ -231,9 +230,7 @@ def plain_picture(name: str, array: np.ndarray, labels) -> str:
                            value_name=value_name)
 
 
-@contextmanager
 def capture(*patterns: str, per_step: bool = False):
     """Record every intermediate whose name matches one of `patterns` (all of them if none are given); with
     per_step=True keep every forward pass's values (`cache.steps`, e.g. one per token under `generate`)."""
-    with inspector.capture(*patterns, kind=Capture, per_step=per_step) as cache:
-        yield cache
+    return inspector.capture(*patterns, kind=Capture, per_step=per_step)

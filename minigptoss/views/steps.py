@@ -370,7 +370,9 @@ PROB_CHARS = "·░▒▓█"
 
 
 def prob_cell(p: float) -> tuple[str, str]:
-    """(character, colour) of one attention probability; every allowed cell shows at least '·'."""
+    """(character, colour) of one attention probability; every allowed cell shows at least '·'; NaN is '?'."""
+    if not np.isfinite(p):
+        return "?", "red"
     char = PROB_CHARS[int(np.searchsorted(PROB_LEVELS, p, side="right"))]
     palette = SEQUENTIAL[3:]  # skip the darkest colours: they vanish on a dark terminal
     return char, palette[min(int(p * len(palette)), len(palette) - 1)]
