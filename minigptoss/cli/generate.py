@@ -60,7 +60,7 @@ def cmd_generate(args, console: Console) -> None:
                 out.write(text, "bold")
             answer = stream_raw(model, tokenizer, prompt, sampling, out, stats, stops=args.stop or (),
                                 ignore_eos=args.ignore_eos, show_probs=args.show_probs)
-            stops = () if args.ignore_eos else stop_tokens(tokenizer, True)
+            stops = raw_stop_tokens(tokenizer, args.ignore_eos)
     except KeyboardInterrupt:
         stats.stop = "interrupted"
         out.newline()
@@ -97,6 +97,12 @@ def drop_final_newline(text: str) -> str:
     return text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
 
 
+def raw_stop_tokens(tokenizer, ignore_eos: bool) -> tuple:
+    """Where a raw continuation stops: harmony's stop tokens, none with ignore_eos or without a tokenizer (ids
+    only)."""
+    return () if ignore_eos or not tokenizer.special_tokens_set else stop_tokens(tokenizer, True)
+
+
 def stream_raw(model, tokenizer, prompt: list[int], sampling: Sampling, out: Out, stats: Stats, stops=(),
                ignore_eos: bool = False, show_probs: int = 0) -> list[int]:
     """Print the continuation as it is generated (special tokens by name, dimmed); stops at harmony's stop
@@ -105,7 +111,7 @@ def stream_raw(model, tokenizer, prompt: list[int], sampling: Sampling, out: Out
     recorded logits: generate samples from the logits of the forward pass just before it yields). Returns the
     generated tokens."""
     decoder, tokens, text = StreamDecoder(tokenizer), [], ""
-    enders = () if ignore_eos or not tokenizer.special_tokens_set else stop_tokens(tokenizer, True)  # ids only: none
+    enders = raw_stop_tokens(tokenizer, ignore_eos)
     with capture("logits") if show_probs else nullcontext() as recorded:
         generated = model.generate(prompt, **sampling.kwargs(sampling.seed), stop_tokens=enders)
         for token in timed(generated, stats):
