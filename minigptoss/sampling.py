@@ -45,8 +45,10 @@ def filter_top_p(probs: np.ndarray, top_p: float) -> np.ndarray:
 def next_token_distribution(logits: np.ndarray, temperature: float, top_p: float = 1.0,
                             top_k: int | None = None) -> np.ndarray:
     """The probabilities a token is drawn from (temperature > 0):  (V,) logits -> (V,) float64 summing to 1."""
-    scaled = logits.astype(np.float64) / temperature
-    probs = np.exp(scaled - scaled.max())
+    logits = logits.astype(np.float64)
+    with np.errstate(over="ignore"):  # shift first: a tiny temperature gives -inf, never inf - inf (NaN)
+        scaled = (logits - logits.max()) / temperature
+    probs = np.exp(scaled)
     probs = filter_top_p(filter_top_k(probs / probs.sum(), top_k), top_p)
     return probs / probs.sum()
 

@@ -120,10 +120,25 @@ def test_router_grid_colours_the_chosen_experts_and_counts_tokens(cache, model):
 def test_bars_put_negative_values_left_of_zero_with_their_values():
     root = parse(svg.bars_svg(["a", "b"], [-2.0, -0.5], value_name="log p"))
     assert titles(root) == ["a: log p -2", "b: log p -0.5"]
-    bars = [r for r in root.iter(f"{SVG}rect")]
+    bars = [r for r in root.iter(f"{SVG}rect") if r.find(f"{SVG}title") is not None]
     zero = float(root.find(f"{SVG}line").get("x1"))
     assert all(float(b.get("x")) + float(b.get("width")) == pytest.approx(zero, abs=0.1) for b in bars)
     assert float(bars[0].get("width")) == pytest.approx(4 * float(bars[1].get("width")), abs=0.2)
+
+
+def test_two_bar_charts_can_share_one_scale():
+    widths = lambda drawing: [float(r.get("width")) for r in parse(drawing).iter(f"{SVG}rect")
+                              if r.find(f"{SVG}title") is not None]
+    assert widths(svg.bars_svg(["a"], [1.0], length=100)) == [100.0]
+    assert widths(svg.bars_svg(["a"], [1.0], length=100, high=4.0)) == [25.0]
+
+
+def test_every_picture_has_an_opaque_light_background_first_so_it_reads_on_a_dark_page():
+    """GitHub's dark mode shows an SVG on a dark page: the dark labels need the picture's own white ground."""
+    for drawing in [svg.bars_svg(["a"], [1.0]), svg.heatmap_svg(np.eye(2)), svg.grid_svg([svg.bars_svg(["a"], [1.0])])]:
+        first = next(iter(parse(drawing)))
+        first = first if first.tag != f"{SVG}title" else list(parse(drawing))[1]
+        assert first.tag == f"{SVG}rect" and first.get("fill") == "#ffffff" and first.get("width") == "100%"
 
 
 def test_candidates_show_probability_and_log_probability_of_the_top_tokens():
@@ -135,7 +150,8 @@ def test_candidates_show_probability_and_log_probability_of_the_top_tokens():
     assert not any(t.startswith("0 x") for t in tips)
     # the bars grow with the probability: the most likely token's is the longest, even when its log p is ~0
     logits = np.array([12.0, 0.0, 1.0, 2.0])  # p(0) = 0.99994, log p(0) = -6e-05
-    bars = [float(r.get("width")) for r in parse(svg.candidates_svg(logits, list("abcd"), top=4)).iter(f"{SVG}rect")]
+    bars = [float(r.get("width")) for r in parse(svg.candidates_svg(logits, list("abcd"), top=4)).iter(f"{SVG}rect")
+            if r.find(f"{SVG}title") is not None]
     assert bars == sorted(bars, reverse=True) and bars[0] > 10 * bars[-1]
 
 

@@ -58,3 +58,10 @@ def test_bad_settings_are_one_clear_error(kwargs, message):
     model = minigptoss.load(minigptoss.TINY_WEIGHTS)
     with pytest.raises(ValueError, match=message):
         list(model.generate([1], **kwargs))
+
+
+@given(logits=logits_1d, temperature=st.sampled_from([5e-324, 2.225e-309, 1e-300, 1e-30]))
+def test_a_vanishing_temperature_is_greedy_among_the_top_never_nan(logits, temperature):
+    probs = next_token_distribution(logits, temperature)  # logits / t alone overflows to inf - inf = NaN
+    assert np.all(np.isfinite(probs)) and probs.sum() == pytest.approx(1.0)
+    assert set(np.flatnonzero(probs)) <= set(np.flatnonzero(logits == logits.max()))

@@ -47,8 +47,7 @@ class Picture:
 
     def save(self, path) -> None:
         """Write the SVG to `path` (open it in a browser; hover a cell for its value)."""
-        with open(path, "w", encoding="utf-8") as file:
-            file.write(self.svg)
+        svg.save(self.svg, path)
 
     def __repr__(self) -> str:
         return f"Picture({self.name!r}, {len(self.svg)} characters of SVG)"
