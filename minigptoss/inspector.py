@@ -17,6 +17,7 @@ The forward pass hands each intermediate to `x = record(name, x)` and goes on wi
 itself, or what the open patches made of it (in the order they were opened), which is then what the captures
 see. A few names are computed for display only (names.py marks them `observed`): they are offered with
 `observe(name, x)`, which captures but never patches, and patching one by its exact name is refused.
+An `Intervention` is a labelled set of patches opened together (interventions.py and numerics.py make them).
 
 With no capture or patch open, `record` returns its argument at once: nothing is stored or copied, and the
 numbers never change. Recorded arrays are read-only views of the values the forward pass goes on using; a patch
@@ -28,14 +29,15 @@ one per pass (`cache.steps[i]`). What it does not do: render (views/capture.py g
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from fnmatch import fnmatchcase
 
 import numpy as np
 
 from .arguments import instance, shown, text_patterns
 from .errors import MinigptossError
+from .kvcache import KVCache
 from .names import OBSERVED, canonical, declared, from_transformer_lens, is_declared, recorded_names
 
 _open_captures: list["Capture"] = []
@@ -323,3 +325,39 @@ def observe(name: str, value) -> None:
     """Offer a display-only intermediate (its value is not used further): captured, patched only by helpers that
     keep the display consistent (Patch(display=True))."""
     record(name, value, observed=True)
+
+
+class Intervention:
+    """A labelled set of patches opened together: `with intervention: model.forward(tokens)`."""
+
+    def __init__(self, label: str, patches: Sequence[Patch], keep_all_keys: Iterable[int] | None = ()):
+        self.label, self.patches = label, tuple(patches)
+        self.keep_all_keys = keep_all_keys  # layers whose KV cache must keep every key (None: all layers)
+        self._stack: list[ExitStack] = []
+
+    def __enter__(self) -> "Intervention":
+        stack = ExitStack()
+        stack.enter_context(patching(*self.patches))
+        self._stack.append(stack)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.pop().close()
+
+    def __add__(self, other: "Intervention") -> "Intervention":
+        if not isinstance(other, Intervention):
+            return NotImplemented
+        keep = None if self.keep_all_keys is None or other.keep_all_keys is None else \
+            (*self.keep_all_keys, *other.keep_all_keys)
+        return Intervention(f"{self.label} + {other.label}", self.patches + other.patches, keep)
+
+    def __repr__(self) -> str:
+        return f"Intervention({self.label!r})"
+
+    def new_cache(self, model) -> KVCache:
+        """A KV cache for `model.generate(..., cache=...)` that keeps what this intervention needs (window_off
+        needs every key of the layers it opens up)."""
+        cache = model.new_cache()
+        for n in range(len(cache.windows)) if self.keep_all_keys is None else self.keep_all_keys:
+            cache.windows[n] = 0
+        return cache

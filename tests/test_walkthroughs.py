@@ -21,7 +21,8 @@ SOLUTIONS = harness.solution_files()
 PAGES = FILES + SOLUTIONS
 EXPECTED = ["00-overview", "01-rmsnorm", "02-rope", "03-attention", "04-swiglu", "05-router-moe", "06-mxfp4",
             "07-forward-kv-cache", "08-tokenizer-harmony", "09-gpt-oss-20b-in-16gb",
-            "10-trained-tiny-model", "11-experiments", "12-induction-circuit"]
+            "10-trained-tiny-model", "11-experiments", "12-induction-circuit",
+            "13-numerics"]
 
 
 def test_the_walkthroughs_are_all_there_and_listed_in_the_readme():

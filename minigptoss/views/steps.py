@@ -365,7 +365,7 @@ def view_rope(session, step, width: int, top: int = 10):
     c, cache = session.config, session.cache
     inv_freq, positions = cache["rope.inv_freq"], cache["positions"]
     base = 1.0 / rope.base_frequencies(c).astype(np.float64)  # 1 / theta^(2i/d): before YaRN
-    low, high = yarn_ramp_bounds(c)
+    low, high = cache["rope.yarn_bounds"] if "rope.yarn_bounds" in cache else yarn_ramp_bounds(c)  # as the pass used
     last = int(positions[-1])
     table = Table(box=None, padding=(0, 1))
     for column in ("i", "1/theta^(2i/d)", "inv_freq", "stretch", "YaRN", "wavelength", f"angle @{last}"):
