@@ -85,6 +85,9 @@ def test_only_layer_and_break_select_the_steps(steps):
     assert [steps[i].name for i in stepper.break_indices(steps, steps, ["attn"])] == \
         [f"blocks.{n}.attn" for n in range(4)]
     assert steps[stepper.find_break(steps, "router")].name == "blocks.0.moe.router"
+    # a recorded tensor's name goes to the step that writes it (what a notebook user types)
+    assert steps[stepper.find_break(steps, "blocks.2.attn.probs")].name == "blocks.2.attn"
+    assert steps[stepper.find_break(steps, "blocks.1.moe.router.expert_ids")].name == "blocks.1.moe.router"
     with pytest.raises(UsageError, match="matches no step"):
         stepper.find_break(steps, "blocks.9.attn")
     # the breakpoint counts in the full list, the walk starts at the first selected step at or after it

@@ -154,12 +154,14 @@ def select_steps(steps: list[Step], kinds: set[str] | None = None, layers: set[i
 def matching(steps: list[Step], pattern: str) -> list[int]:
     """Indices of the steps a breakpoint pattern names: those named `pattern` or matching it as a wildcard;
     if none, the first step under it as a prefix (`blocks.3.moe` -> `blocks.3.moe.norm`); if none, every layer's
-    step of that last name (`attn` -> blocks.0.attn, blocks.1.attn, ...; `moe.router`), as gdb's `break NAME`."""
+    step of that last name (`attn` -> blocks.0.attn, blocks.1.attn, ...; `moe.router`), as gdb's `break NAME`;
+    if none, the step that writes a recorded tensor of that name (`blocks.2.attn.probs` -> blocks.2.attn)."""
     hits = [i for i, step in enumerate(steps) if step.name == pattern or fnmatchcase(step.name, pattern)]
     if hits:
         return hits
     hits = [i for i, step in enumerate(steps) if step.name.startswith(pattern + ".")][:1]
-    return hits or [i for i, step in enumerate(steps) if step.name.endswith("." + pattern)]
+    hits = hits or [i for i, step in enumerate(steps) if step.name.endswith("." + pattern)]
+    return hits or [i for i, step in enumerate(steps) if pattern in step.outputs][:1]
 
 
 def find_break(steps: list[Step], name: str) -> int:
