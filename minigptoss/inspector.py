@@ -85,6 +85,7 @@ class Capture(Mapping):
         self.per_step = per_step
         self._tensors: dict[str, np.ndarray] = {}
         self._history: dict[str, list[np.ndarray]] = {}
+        self.earlier_tokens: list[int] = []  # at_step: the tokens the earlier passes read (positions before ours)
 
     def wants(self, name: str) -> bool:
         return any(fnmatchcase(name, pattern) for pattern in self.patterns)
@@ -166,6 +167,42 @@ class Capture(Mapping):
             raise ValueError("this capture keeps only the newest value of each name; open it with per_step=True")
         count = max((len(values) for values in self._history.values()), default=0)
         return [{name: values[i] for name, values in self._history.items() if i < len(values)} for i in range(count)]
+
+    def step_count(self, name: str = "tokens") -> int:
+        """How many passes have recorded `name` so far (per_step=True; `tokens`, the first name a forward pass
+        records: how many passes have started)."""
+        return len(self._history.get(name, ()))
+
+    def at_step(self, i: int) -> "Capture":
+        """Pass i alone (needs per_step=True) as a capture of the same kind, live: it holds what pass i has
+        recorded so far and fills while it runs. `earlier_tokens` is what the passes before it read, so token
+        labels can name every position its queries and cached keys sit at."""
+        if not self.per_step:
+            raise ValueError("this capture keeps only the newest value of each name; open it with per_step=True")
+        one = type(self).__new__(type(self))
+        Capture.__init__(one, self.patterns)
+        one._tensors = _StepTensors(self._history, i)
+        one.earlier_tokens = [int(t) for values in self._history.get("tokens", [])[:i] for t in values]
+        return one
+
+
+class _StepTensors(Mapping):
+    """{name: the i-th value recorded under that name}, read live from a per-step capture's history."""
+
+    def __init__(self, history: dict[str, list[np.ndarray]], i: int):
+        self.history, self.i = history, i
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        values = self.history.get(name, ())
+        if len(values) <= self.i:
+            raise KeyError(name)
+        return values[self.i]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name, values in list(self.history.items()) if len(values) > self.i])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def capture(*patterns: str, kind: type[Capture] = Capture, per_step: bool = False):

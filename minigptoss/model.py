@@ -84,14 +84,16 @@ class Model:
         return logits
 
     def generate(self, tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
-                 top_k: int | None = None, seed: int | None = None, stop_tokens=None, cache: KVCache | None = None):
+                 top_k: int | None = None, seed: int | None = None, stop_tokens=None, cache: KVCache | None = None,
+                 on_draw=None):
         """Yield new token ids one by one (KV-cached); see `sampling.generate`. Stops after one of `stop_tokens`
         (none by default; a chat passes its format's, e.g. `text.harmony.stop_tokens(tokenizer)`) or
-        max_new_tokens. cache: the KV cache to fill (default a new one), e.g. an intervention's `new_cache`."""
+        max_new_tokens. cache: the KV cache to fill (default a new one), e.g. an intervention's `new_cache`;
+        on_draw(token, u): hears each draw and its uniform number (None when greedy)."""
         check_sampling(max_new_tokens, temperature, top_p, top_k, seed, stop_tokens)  # now, not at the first next()
         instance("generate", "cache", cache, KVCache, "a KVCache (model.new_cache())", none=True)
         return generate(self, check_tokens(tokens, self.config.vocab_size), max_new_tokens, temperature,
-                        top_p, top_k, seed, stop_tokens, cache)
+                        top_p, top_k, seed, stop_tokens, cache, on_draw)
 
     def logit_lens(self, residual) -> np.ndarray:
         """The final norm and the unembedding applied to a residual stream (..., H) -> (..., V); see logit_lens."""
