@@ -20,6 +20,8 @@ from .attention import (attend, attention_mask, attention_scores, chunked_attent
                         split_qkv, whole_attention_bytes)
 from .config import Config
 from .errors import MinigptossError, TokenError
+from .fast import dense as fastdense
+from .fast.mxfp4 import one_blas_thread
 from .inspector import observe, record, wanted
 from .kvcache import KVCache
 from .nonfinite import NonFiniteError, locate
@@ -49,17 +51,18 @@ class Model:
                                 self.weights[f"{prefix}_bias"])
         return DenseExperts(self.weights[f"{prefix}_weight"], self.weights[f"{prefix}_bias"])
 
-    def forward(self, tokens, cache: KVCache | None = None) -> np.ndarray:
+    def forward(self, tokens, cache: KVCache | None = None, only_last: bool = False) -> np.ndarray:
         """Token ids (T,) -> float32 logits (T, vocab_size). With a cache, the tokens continue what it holds.
-        Logits holding NaN or inf raise NonFiniteError naming where they first appeared (see nonfinite.py);
-        the module-level `forward` returns them as they are."""
+        only_last=True: the last token's logits only, (1, vocab_size), what generation needs (cheaper: the
+        unembedding is 201,088 rows in gpt-oss). Logits holding NaN or inf raise NonFiniteError naming where
+        they first appeared (see nonfinite.py); the module-level `forward` returns them as they are."""
         tokens = check_tokens(tokens, self.config.vocab_size)
         before = cache.state() if cache is not None else None
-        logits = forward(self, tokens, cache)
+        logits = forward(self, tokens, cache, only_last)
         if not np.isfinite(logits).all():
             if cache is not None:
                 cache.restore(before)
-            first = locate(lambda: forward(self, tokens, cache))
+            first = locate(lambda: forward(self, tokens, cache, only_last))
             if cache is not None:
                 cache.restore(before)
             raise NonFiniteError(non_finite_message(self.weights, first))
@@ -90,10 +93,13 @@ def weight_rows(weights, name: str, ids: np.ndarray) -> np.ndarray:
 
 
 def weight_product(x: np.ndarray, weights, name: str) -> np.ndarray:
-    """x weights[name]^T as float32:  (..., cols) -> (..., rows). Weights may offer `matmul_t(x, name)` (a loaded
-    checkpoint widens the matrix in row chunks); a dict need not."""
+    """x weights[name]^T as float32:  (..., cols) -> (..., rows). Weights may offer `matmul_t(x, name, product)`
+    (a loaded checkpoint widens the matrix in row chunks); a dict need not. A large product is shared between
+    two threads a chunk of rows at a time (fast/dense.py; equal to `x @ W.T` within float32 rounding)."""
     matmul_t = getattr(weights, "matmul_t", None)
-    return matmul_t(x, name) if matmul_t is not None else (x @ weights[name].T).astype(np.float32)
+    if matmul_t is not None:
+        return matmul_t(x, name, fastdense.matmul_t)
+    return fastdense.matmul_t(x, np.asarray(weights[name], dtype=np.float32))
 
 
 def check_tokens(tokens, vocab_size: int) -> np.ndarray:
@@ -113,7 +119,8 @@ def attention_block(model: Model, n: int, x: np.ndarray, positions: np.ndarray, 
     """x + Attention(RMSNorm(x)) for block n:  (T, H) -> (T, H). Tk = T, plus what the cache holds."""
     c, w, at = model.config, model.weights, f"blocks.{n}.attn."
     t = record(at + "normed", rms_norm(x, w[f"block.{n}.attn.norm.scale"]))  # (T, H)
-    qkv = record(at + "qkv", t @ w[f"block.{n}.attn.qkv.weight"].T + w[f"block.{n}.attn.qkv.bias"])  # (T, (nq+2nkv)d)
+    qkv = weight_product(t, w, f"block.{n}.attn.qkv.weight") + w[f"block.{n}.attn.qkv.bias"]  # (T, (nq+2nkv)d)
+    qkv = record(at + "qkv", qkv)
     q, k, v = split_qkv(qkv, c.num_attention_heads, c.num_key_value_heads, c.head_dim)
     q, k, v = record(at + "q", q), record(at + "k", k), record(at + "v", v)  # (T, nq, d), (T, nkv, d) x 2
     q_rot, k_rot = record(at + "q_rot", apply_rope(q, *rope)), record(at + "k_rot", apply_rope(k, *rope))
@@ -129,8 +136,8 @@ def attention_block(model: Model, n: int, x: np.ndarray, positions: np.ndarray, 
         z = attend(probs, values)  # (T, nq d)
     observe(at + "sink_mass", sink_mass)  # display only: the pass goes on with probs
     z = record(at + "z", z)  # (T, nq d)
-    out = record(at + "out", z @ w[f"block.{n}.attn.out.weight"].T + w[f"block.{n}.attn.out.bias"])  # (T, H)
-    return x + out
+    out = record(at + "out", weight_product(z, w, f"block.{n}.attn.out.weight") + w[f"block.{n}.attn.out.bias"])
+    return x + out  # (T, H)
 
 
 class AttentionMemoryError(MinigptossError):
@@ -179,25 +186,30 @@ def moe_block(model: Model, n: int, x: np.ndarray) -> np.ndarray:
     return x + out
 
 
-def forward(model: Model, tokens: np.ndarray, cache: KVCache | None = None) -> np.ndarray:
-    """Token ids (T,) -> logits (T, V): embed, the blocks, the final norm, the unembedding."""
-    c, w = model.config, model.weights
-    start = cache.length if cache is not None else 0
-    tokens = record("tokens", tokens)
-    positions = record("positions", np.arange(start, start + len(tokens)))  # (T,)
-    x = record("embed", weight_rows(w, "embedding.weight", tokens))  # (T, H): only these rows are read and widened
-    observe("rope.inv_freq", inverse_frequencies(c))
-    cos, sin = rope_tables(c, positions)  # (T, d/2) each
-    rope = record("rope.cos", cos), record("rope.sin", sin)
-    for n in range(c.num_hidden_layers):
-        x = record(f"blocks.{n}.resid_pre", x)
-        x = record(f"blocks.{n}.resid_mid", attention_block(model, n, x, positions, rope, cache))  # (T, H)
-        x = record(f"blocks.{n}.resid_post", moe_block(model, n, x))  # (T, H)
-    x = record("norm", rms_norm(x, w["norm.scale"]))  # (T, H)
-    logits = record("logits", weight_product(x, w, "unembedding.weight"))  # (T, V)
-    if cache is not None:
-        cache.length += len(tokens)
-    return logits
+def forward(model: Model, tokens: np.ndarray, cache: KVCache | None = None, only_last: bool = False) -> np.ndarray:
+    """Token ids (T,) -> logits (T, V): embed, the blocks, the final norm, the unembedding. only_last: the logits
+    of the last token only, (1, V) (all T rows are still computed and recorded when a capture or patch asks for
+    "logits"). The pass runs with OpenBLAS on one thread: its large products share fast/'s two threads instead."""
+    with one_blas_thread():  # the caller's count is restored afterwards (fast/mxfp4.py)
+        c, w = model.config, model.weights
+        start = cache.length if cache is not None else 0
+        tokens = record("tokens", tokens)
+        positions = record("positions", np.arange(start, start + len(tokens)))  # (T,)
+        x = record("embed", weight_rows(w, "embedding.weight", tokens))  # (T, H): only these rows read and widened
+        observe("rope.inv_freq", inverse_frequencies(c))
+        cos, sin = rope_tables(c, positions)  # (T, d/2) each
+        rope = record("rope.cos", cos), record("rope.sin", sin)
+        for n in range(c.num_hidden_layers):
+            x = record(f"blocks.{n}.resid_pre", x)
+            x = record(f"blocks.{n}.resid_mid", attention_block(model, n, x, positions, rope, cache))  # (T, H)
+            x = record(f"blocks.{n}.resid_post", moe_block(model, n, x))  # (T, H)
+        x = record("norm", rms_norm(x, w["norm.scale"]))  # (T, H)
+        if only_last and not wanted("logits"):
+            x = x[-1:]  # (1, H): a generation needs the next token's logits only
+        logits = record("logits", weight_product(x, w, "unembedding.weight"))  # (T, V), or (1, V)
+        if cache is not None:
+            cache.length += len(tokens)
+        return logits[-1:] if only_last else logits
 
 
 def logit_lens(model: Model, residual: np.ndarray) -> np.ndarray:

@@ -80,10 +80,10 @@ def generate(model, tokens, max_new_tokens: int = 64, temperature: float = 0.0, 
     stop = set(stop_tokens or ())
     rng = np.random.default_rng(seed)
     cache = model.new_cache() if cache is None else cache
-    logits = model.forward(tokens, cache)[-1]  # prefill: the whole prompt in one pass
+    logits = model.forward(tokens, cache, only_last=True)[-1]  # prefill: the whole prompt in one pass
     for _ in range(max_new_tokens):
         token = sample(logits, rng, temperature, top_p, top_k)
         yield token
         if token in stop:
             return
-        logits = model.forward([token], cache)[-1]  # one new position
+        logits = model.forward([token], cache, only_last=True)[-1]  # one new position
