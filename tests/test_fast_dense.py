@@ -76,18 +76,6 @@ def test_widening_buffers_are_per_thread_and_reused():
 
 # -- the whole pass on one BLAS thread, the caller's count restored ---------------------------------------------
 
-@pytest.fixture
-def two_blas_threads():
-    blas = fastmxfp4._process_wide_blas()
-    if blas is None:
-        pytest.skip("NumPy's BLAS is not a pthreads OpenBLAS")
-    get_threads, set_threads = blas
-    before = get_threads()
-    set_threads(2)
-    yield get_threads
-    set_threads(before)
-
-
 def test_forward_runs_on_one_blas_thread_and_restores_the_callers_count(monkeypatch, two_blas_threads):
     seen = []
     model = minigptoss.load(minigptoss.TINY_WEIGHTS)
