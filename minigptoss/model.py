@@ -42,14 +42,18 @@ class Model:
         scales), e.g. what `random_weights` makes or a loaded checkpoint's lazy mapping; it may also offer
         `rows` and `matmul_t` (see weight_rows, weight_product). checkpoint: what the loader found, or None."""
         self.config, self.weights, self.checkpoint = config, weights, checkpoint
+        self._experts: dict[str, DenseExperts] = {}  # kept while the weights behind them stay the same arrays
 
     def experts(self, layer: int, which: str) -> DenseExperts:
         """Expert weights of `block.{layer}.mlp.{which}` (which: mlp1 or mlp2), decoded lazily per expert."""
         prefix = f"block.{layer}.mlp.{which}"
-        if f"{prefix}_weight.blocks" in self.weights:
-            return MXFP4Experts(self.weights[f"{prefix}_weight.blocks"], self.weights[f"{prefix}_weight.scales"],
-                                self.weights[f"{prefix}_bias"])
-        return DenseExperts(self.weights[f"{prefix}_weight"], self.weights[f"{prefix}_bias"])
+        mxfp4 = f"{prefix}_weight.blocks" in self.weights
+        names = [f"{prefix}_weight.blocks", f"{prefix}_weight.scales"] if mxfp4 else [f"{prefix}_weight"]
+        parts = [self.weights[name] for name in [*names, f"{prefix}_bias"]]
+        found = self._experts.get(prefix)
+        if found is None or any(a is not b for a, b in zip(found.parts, parts)):
+            found = self._experts[prefix] = MXFP4Experts(*parts) if mxfp4 else DenseExperts(*parts)
+        return found
 
     def forward(self, tokens, cache: KVCache | None = None, only_last: bool = False) -> np.ndarray:
         """Token ids (T,) -> float32 logits (T, vocab_size). With a cache, the tokens continue what it holds.
@@ -186,30 +190,30 @@ def moe_block(model: Model, n: int, x: np.ndarray) -> np.ndarray:
     return x + out
 
 
+@one_blas_thread()  # the whole pass with OpenBLAS on one thread, the caller's count restored after (fast/mxfp4.py)
 def forward(model: Model, tokens: np.ndarray, cache: KVCache | None = None, only_last: bool = False) -> np.ndarray:
     """Token ids (T,) -> logits (T, V): embed, the blocks, the final norm, the unembedding. only_last: the logits
     of the last token only, (1, V) (all T rows are still computed and recorded when a capture or patch asks for
-    "logits"). The pass runs with OpenBLAS on one thread: its large products share fast/'s two threads instead."""
-    with one_blas_thread():  # the caller's count is restored afterwards (fast/mxfp4.py)
-        c, w = model.config, model.weights
-        start = cache.length if cache is not None else 0
-        tokens = record("tokens", tokens)
-        positions = record("positions", np.arange(start, start + len(tokens)))  # (T,)
-        x = record("embed", weight_rows(w, "embedding.weight", tokens))  # (T, H): only these rows read and widened
-        observe("rope.inv_freq", inverse_frequencies(c))
-        cos, sin = rope_tables(c, positions)  # (T, d/2) each
-        rope = record("rope.cos", cos), record("rope.sin", sin)
-        for n in range(c.num_hidden_layers):
-            x = record(f"blocks.{n}.resid_pre", x)
-            x = record(f"blocks.{n}.resid_mid", attention_block(model, n, x, positions, rope, cache))  # (T, H)
-            x = record(f"blocks.{n}.resid_post", moe_block(model, n, x))  # (T, H)
-        x = record("norm", rms_norm(x, w["norm.scale"]))  # (T, H)
-        if only_last and not wanted("logits"):
-            x = x[-1:]  # (1, H): a generation needs the next token's logits only
-        logits = record("logits", weight_product(x, w, "unembedding.weight"))  # (T, V), or (1, V)
-        if cache is not None:
-            cache.length += len(tokens)
-        return logits[-1:] if only_last else logits
+    "logits"). Large products share fast/'s two threads, a chunk of rows each, instead of BLAS's own threads."""
+    c, w = model.config, model.weights
+    start = cache.length if cache is not None else 0
+    tokens = record("tokens", tokens)
+    positions = record("positions", np.arange(start, start + len(tokens)))  # (T,)
+    x = record("embed", weight_rows(w, "embedding.weight", tokens))  # (T, H): only these rows are read and widened
+    observe("rope.inv_freq", inverse_frequencies(c))
+    cos, sin = rope_tables(c, positions)  # (T, d/2) each
+    rope = record("rope.cos", cos), record("rope.sin", sin)
+    for n in range(c.num_hidden_layers):
+        x = record(f"blocks.{n}.resid_pre", x)
+        x = record(f"blocks.{n}.resid_mid", attention_block(model, n, x, positions, rope, cache))  # (T, H)
+        x = record(f"blocks.{n}.resid_post", moe_block(model, n, x))  # (T, H)
+    x = record("norm", rms_norm(x, w["norm.scale"]))  # (T, H)
+    if only_last and not wanted("logits"):
+        x = x[-1:]  # (1, H): a generation needs the next token's logits only
+    logits = record("logits", weight_product(x, w, "unembedding.weight"))  # (T, V), or (1, V)
+    if cache is not None:
+        cache.length += len(tokens)
+    return logits[-1:] if only_last else logits
 
 
 def logit_lens(model: Model, residual: np.ndarray) -> np.ndarray:
