@@ -29,6 +29,9 @@ fast, and tests/test_fast_mxfp4.py holds it to that definition. Four ideas:
    one BLAS thread, so the bits are the same whatever MINIGPTOSS_THREADS or the BLAS thread count is. (Another
    Python thread of yours calling BLAS during those milliseconds would run single-threaded meanwhile.)
 
+With numba installed (`pip install "minigptoss[fast]"`), the one-token products of idea 2 run a compiled kernel
+instead (fast/compiled.py; MINIGPTOSS_NUMBA=0 turns it off), held to the same 1e-6 bound.
+
 Matrices smaller than FAST_MIN_WEIGHTS weights (the tiny test models) take the readable path: there is
 nothing to gain there, and their numbers stay exactly those of `decode_mxfp4`.
 Memory: the 1 MiB table, and per thread one decode buffer of CHUNK_ROWS x in float32 (1.5 MiB for gpt-oss);
@@ -46,6 +49,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from . import compiled
 from ..environment import threads
 from ..mxfp4 import BLOCK_SIZE, BYTES_PER_BLOCK, FP4_VALUES, scale_values
 
@@ -128,7 +132,10 @@ def linear(x: np.ndarray, blocks: np.ndarray, scales: np.ndarray, bias: np.ndarr
     x = np.ascontiguousarray(x, dtype=np.float32)
     tokens = x.shape[0]
     out = np.empty((tokens, rows), dtype=np.float32)
-    if tokens < GEMM_MIN_TOKENS:
+    compiled_rows = compiled.kernel() if tokens == 1 else None  # numba, when installed
+    if compiled_rows is not None:
+        x_in, work = x, compiled_rows
+    elif tokens < GEMM_MIN_TOKENS:
         x_in = np.ascontiguousarray(x.reshape(tokens, groups, BLOCK_SIZE).transpose(1, 2, 0))  # (G, 32, T)
         work = _few_tokens_rows
     else:
