@@ -111,3 +111,25 @@ def test_only_last_still_records_every_row_for_a_capture():
         last = model.forward(tokens, only_last=True)
     assert cache["logits"].shape == (len(tokens), model.config.vocab_size)
     np.testing.assert_array_equal(last[0], cache["logits"][-1])
+
+
+def test_a_pass_in_another_thread_neither_blocks_nor_clobbers_the_blas_count(two_blas_threads):
+    """Two one-BLAS-thread scopes at once (a debugger's pass in a thread, its screen's own product): neither
+    waits for the other, and the caller's count comes back only when the last one ends."""
+    import threading
+    inside, leave = threading.Event(), threading.Event()
+
+    def background():
+        with fastmxfp4.one_blas_thread():
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=background)
+    thread.start()
+    assert inside.wait(10)
+    with fastmxfp4.one_blas_thread():  # would wait for the thread if the scope held a lock
+        assert two_blas_threads() == 1
+    assert two_blas_threads() == 1  # the other scope is still running
+    leave.set()
+    thread.join()
+    assert two_blas_threads() == 2
