@@ -145,7 +145,9 @@ class LazyWeights(Mapping):
     # -- the mapping ----------------------------------------------------------------------------------------
 
     def __getitem__(self, name: str):
-        found = self._ready(name)
+        found = self._overrides.get(name)
+        if found is None:
+            found = self._kept.get(name)  # (_ready, inlined: this runs ~100 times per forward pass)
         if found is not None:
             return found
         stored = self._touch(name)
@@ -183,7 +185,7 @@ class LazyWeights(Mapping):
             return np.asarray(found[ids], dtype=np.float32)
         stored = self._touch(name)
         if len(stored.parts) == 1 and not stored.transposed:
-            return widen(stored.dtype, stored.parts[0][ids])
+            return widen(stored.dtype, np.asarray(stored.parts[0])[ids])  # a plain view: no memmap bookkeeping
         return self._widen_whole(stored)[ids]
 
     def matmul_t(self, x: np.ndarray, name: str, product=None) -> np.ndarray:
