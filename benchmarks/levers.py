@@ -14,7 +14,8 @@ layers, the embedding rows and the whole unembedding). Each lever is switched of
     3  a generation's prefill computes the last row of logits only; off: all rows       prefill s (--prompt)
     4  madvise(WILLNEED) on the routed experts; measured on a cold step (this process's expert pages dropped
        and the file evicted from the page cache before each step)                          cold decode s
-    5  the numba kernel (MINIGPTOSS_NUMBA=1 vs 0; skipped without numba)                   decode s/token
+    5  the numba kernels (MINIGPTOSS_NUMBA=1 vs 0; skipped without numba)                  decode s/token
+       (with --only 5p: also a prefill of --prompt tokens)                                  prefill s
     all  every lever above on vs off (the code before issue 25)                             decode s/token
 
 Prints, per lever, the median of the rounds' medians on and off, their ratio, and in how many of the rounds
@@ -197,6 +198,9 @@ def main(argv=None) -> None:
             report("5", "decode (numba kernel)", *ab(lambda: bench.decode(args.steps), lever5_off, args.rounds))
         else:
             print("5     skipped: numba is not installed (pip install \"minigptoss[fast]\")")
+    if "5p" in only and compiled.installed():
+        report("5p", f"prefill {args.prompt} tokens (numba)", *ab(lambda: bench.prefill(True), lever5_off,
+                                                                   args.rounds))
     if "all" in only:
         report("all", "decode, every lever on vs off", *ab(lambda: bench.decode(args.steps),
                                                            lambda: all_off(weights), args.rounds))

@@ -39,19 +39,34 @@ def test_kernel_within_1e6_of_the_readable_product(rows, groups, seed):
 
 
 @needs_numba
-@pytest.mark.parametrize("tokens", [1, 5])
-def test_linear_uses_the_kernel_for_one_token_on_two_threads(monkeypatch, tokens):
+@pytest.mark.parametrize("tokens", [1, 2, 5, fastmxfp4.GEMM_MIN_TOKENS - 1, fastmxfp4.GEMM_MIN_TOKENS + 6])
+def test_linear_uses_the_kernels_on_two_threads_within_1e6(monkeypatch, tokens):
     monkeypatch.setattr(fastmxfp4, "WORKERS", 2)
     monkeypatch.delenv(environment.NUMBA, raising=False)
     calls = []
-    real = compiled.one_token_rows
-    monkeypatch.setattr(compiled, "one_token_rows", lambda *a: calls.append(a[4:6]) or real(*a))
+    worker = "one_token_rows" if tokens == 1 else "many_tokens_rows"
+    real = getattr(compiled, worker)
+    monkeypatch.setattr(compiled, worker, lambda *a: calls.append(a[4:6]) or real(*a))
     rng = np.random.default_rng(tokens)
-    blocks, scales = random_mxfp4(rng, 512, 2880)
+    blocks, scales = random_mxfp4(rng, 400, 2880)  # chunks of 128 rows and a partial one, above PARALLEL_MIN
     x = rng.standard_normal((tokens, 2880)).astype(np.float32)
     y = fastmxfp4.linear(x, blocks, scales)
-    assert sorted(calls) == ([(0, 256), (256, 512)] if tokens == 1 else [])  # several tokens: the NumPy paths
+    assert sorted(calls) == [(0, 256), (256, 400)]  # both threads, whole chunks each
     assert relative_error(y, x, blocks, scales) <= 1e-6
+
+
+@needs_numba
+def test_compiled_decode_is_decode_mxfp4_bit_for_bit():
+    """Every code and every scale byte (NaN for 255, overflow to inf for the largest): the same float32 bits."""
+    compiled._compiled_now()
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 256, (256, 3, 16), dtype=np.uint8)
+    scales = np.arange(256 * 3, dtype=np.uint32).reshape(256, 3).astype(np.uint8)
+    out = np.empty((200, 96), np.float32)
+    compiled._decode(blocks, scales, compiled.PAIRS, compiled.SCALES, 50, 250, out)
+    with np.errstate(over="ignore"):
+        expected = decode_mxfp4(blocks[50:250], scales[50:250])
+    np.testing.assert_array_equal(out.view(np.uint32), expected.view(np.uint32))
 
 
 @needs_numba
@@ -59,10 +74,11 @@ def test_nan_scale_poisons_only_its_row():
     rng = np.random.default_rng(2)
     blocks, scales = random_mxfp4(rng, 40, 64)
     scales[5, 1] = 255
-    for tokens in (1,):
+    compiled._compiled_now()
+    for tokens, worker in ((1, compiled.one_token_rows), (3, compiled.many_tokens_rows)):
         out = np.empty((tokens, 40), np.float32)
-        compiled.one_token_rows(rng.standard_normal((tokens, 64)).astype(np.float32), blocks, scales, out, 0, 40,
-                                 None)
+        worker(rng.standard_normal((tokens, 64)).astype(np.float32), blocks, scales, out, 0, 40,
+               np.empty((16, 64), np.float32))
         assert np.isnan(out[:, 5]).all() and not np.isnan(np.delete(out, 5, axis=1)).any()
 
 

@@ -30,8 +30,9 @@ fast, and tests/test_fast_mxfp4.py holds it to that definition. Four ideas:
    BLAS thread count is. (Another Python thread of yours calling BLAS while a pass runs would run
    single-threaded meanwhile.)
 
-With numba installed (`pip install "minigptoss[fast]"`), the one-token products of idea 2 run a compiled kernel
-instead (fast/compiled.py; MINIGPTOSS_NUMBA=0 turns it off), held to the same 1e-6 bound.
+With numba installed (`pip install "minigptoss[fast]"`), compiled kernels replace ideas 1-3 (fast/compiled.py:
+a fused one-token product, and a compiled decode before the GEMM from 2 tokens on; MINIGPTOSS_NUMBA=0 turns
+them off), held to the same 1e-6 bound.
 
 Matrices smaller than FAST_MIN_WEIGHTS weights (the tiny test models) take the readable path: there is
 nothing to gain there, and their numbers stay exactly those of `decode_mxfp4`.
@@ -133,7 +134,7 @@ def linear(x: np.ndarray, blocks: np.ndarray, scales: np.ndarray, bias: np.ndarr
     x = np.ascontiguousarray(x, dtype=np.float32)
     tokens = x.shape[0]
     out = np.empty((tokens, rows), dtype=np.float32)
-    compiled_rows = compiled.kernel() if tokens == 1 else None  # numba, when installed
+    compiled_rows = compiled.kernel(tokens)  # numba, when installed (fast/compiled.py)
     if compiled_rows is not None:
         x_in, work = x, compiled_rows
     elif tokens < GEMM_MIN_TOKENS:
