@@ -72,6 +72,9 @@ def bundled(name: str = "tiny") -> Path:
     "tiny" or "tiny_weights": the random tiny model (`TINY_WEIGHTS`); "sort", "chat", ...: the trained models
     in its subfolders. An unknown name raises CheckpointError listing the bundled names.
     """
+    from .arguments import instance
+
+    instance("bundled", "name", name, str, "the name of a bundled model (see bundled_names())")
     if name in _TINY_NAMES:
         return TINY_WEIGHTS
     folder = TINY_WEIGHTS / name
@@ -88,7 +91,11 @@ def resolve(path) -> Path:
     folder of the bundled model a bare name such as "tiny_weights", "tiny" or "sort" stands for; a bare name
     that is neither raises CheckpointError listing the bundled names."""
     given = Path(path)
-    if given.exists() or not isinstance(path, str) or given.name != path:
+    try:
+        exists = given.exists()
+    except OSError:  # a folder on the way that cannot be searched: the loader names it
+        exists = True
+    if exists or not isinstance(path, str) or given.name != path:
         return given
     return bundled(path)
 
@@ -104,18 +111,25 @@ def load(path, cache_bytes: int | None = None):
     shapes are checked against the config first. bf16 tensors are widened to float32 when used, and kept
     within `cache_bytes` (default min(6 GiB, RAM/4)); see `checkpoint/files.py` for the policy.
     """
+    from .arguments import path_like
     from .checkpoint import open_checkpoint
     from .model import Model
+    from .text.tokenizer import tokenizer_for
 
-    config, weights, info = open_checkpoint(resolve(path), cache_bytes)
-    return Model(config, weights, checkpoint=info)
+    config, weights, info = open_checkpoint(resolve(path_like("load", "path", path)), cache_bytes)
+    model = Model(config, weights, checkpoint=info)
+    model.make_tokenizer = lambda: tokenizer_for(config.vocab_size)  # model.tokenizer, made on first use
+    return model
 
 
 def save(model, path) -> None:
     """Write `model` to folder `path` in the original layout: config.json + model.safetensors (bf16, MXFP4)."""
+    from .arguments import instance, path_like
     from .checkpoint import write_checkpoint
+    from .model import Model
 
-    write_checkpoint(path, model.config, model.weights)
+    instance("save", "model", model, Model, "a minigptoss.Model (from load or random_model)")
+    write_checkpoint(path_like("save", "path", path), model.config, model.weights)
 
 
 def o200k_harmony():
@@ -127,10 +141,13 @@ def o200k_harmony():
 
 def random_model(config, seed: int = 0):
     """A randomly initialised model, deterministic in `seed`, exactly representable in the on-disk format."""
+    from .arguments import instance, whole_number
     from .checkpoint import random_weights
+    from .config import Config
     from .model import Model
 
-    return Model(config, random_weights(config, seed))
+    instance("random_model", "config", config, Config, "a minigptoss.Config (e.g. minigptoss.TINY)")
+    return Model(config, random_weights(config, whole_number("random_model", "seed", seed, low=0)))
 
 
 __all__ = ["Config", "ConfigError", "CheckpointError", "MinigptossError", "TokenError", "Model", "capture", "patch",

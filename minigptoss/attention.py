@@ -72,38 +72,9 @@ def attend(probs: np.ndarray, v: np.ndarray) -> np.ndarray:
     return z.transpose(1, 0, 2).reshape(T, -1)  # (T, nq d)
 
 
-# -- long prompts: the same attention, a chunk of query rows at a time ---------------------------------------------
+# -- long prompts: fast/attention.py computes the same, a chunk of query rows against its band of keys at a time --
 
-CHUNK_BYTES = 256 * 2**20  # scores up to this size are computed whole (the readable path); larger, in chunks
-
-
-def query_chunks(num_heads: int, T: int, Tk: int, chunk_bytes: int = CHUNK_BYTES) -> list[slice]:
-    """Query rows cut so that each chunk's (nq, rows, Tk) float32 scores take at most chunk_bytes (at least one
-    row per chunk): [slice(0, T)] when the whole (nq, T, Tk) fits."""
-    rows = max(1, chunk_bytes // (4 * num_heads * Tk))
-    return [slice(start, min(start + rows, T)) for start in range(0, T, rows)]
-
-
-def chunked_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, query_positions: np.ndarray,
-                      key_positions: np.ndarray, window: int, sinks: np.ndarray,
-                      chunk_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """attend(sink_softmax(attention_scores(q, k, attention_mask(...)), sinks), v), a chunk of query rows at a
-    time, so a long prompt never holds the whole (nq, T, Tk) scores, probabilities and mask:
-        q (T, nq, d), k / v (Tk, nkv, d), positions (T,), (Tk,) -> z (T, nq d), sink_mass (nq, T)
-
-    Each query row's mask, scores, softmax and weighted sum involve that row alone, so cutting the rows changes
-    which rows a matrix product computes together, not the terms of any row: the result equals the whole
-    computation up to how the BLAS rounds a shorter product (within float32 rounding, see tests/test_attention.py).
-    """
-    T, num_heads, head_dim = q.shape
-    z = np.empty((T, num_heads * head_dim), dtype=np.float32)  # (T, nq d)
-    sink_mass = np.empty((num_heads, T), dtype=np.float32)  # (nq, T)
-    for rows in query_chunks(num_heads, T, len(key_positions), chunk_bytes or CHUNK_BYTES):
-        mask = attention_mask(query_positions[rows], key_positions, window)  # (t, Tk)
-        probs, sink_mass[:, rows] = sink_softmax(attention_scores(q[rows], k, mask), sinks)  # (nq, t, Tk)
-        z[rows] = attend(probs, v)  # (t, nq d)
-    return z, sink_mass
-
+CHUNK_BYTES = 256 * 2**20  # scores up to this size are computed whole (this readable path); larger, by fast/attention
 
 def whole_attention_bytes(num_heads: int, T: int, Tk: int) -> int:
     """Peak bytes of the readable path's mask, scores, exponentials and probabilities for (nq, T, Tk)."""

@@ -29,6 +29,7 @@ class ConfigError(MinigptossError):
 
 
 MAX_SIZE = 2**31 - 1  # no size of gpt-oss comes near; beyond it products of sizes overflow NumPy's indices
+SWIGLU_LIMIT_MIN = 1e-3  # the clamp's smallest meaningful limit (see RANGES)
 MAX_FLOAT = 1e18  # no constant of gpt-oss comes near; below it RoPE's float32 tables (s times theta) stay finite
 
 # field -> (lowest, highest, what the error says it must be); every value must also be finite
@@ -39,7 +40,8 @@ RANGES = {
     "vocab_size": (1, MAX_SIZE, "a whole number of tokens from 1 to 2**31 - 1"),
     "hidden_size": (32, MAX_SIZE, "a whole number from 32 to 2**31 - 1"),
     "intermediate_size": (32, MAX_SIZE, "a whole number from 32 to 2**31 - 1"),
-    "swiglu_limit": (0.0, MAX_FLOAT, "a number > 0 and <= 1e18"),
+    "swiglu_limit": (SWIGLU_LIMIT_MIN, MAX_FLOAT, "a number >= 0.001 and <= 1e18 (gpt-oss: 7; a smaller limit clamps "
+                     "every activation to nearly 0, so each expert gives its bias alone)"),
     "head_dim": (2, MAX_SIZE, "a whole number from 2 to 2**31 - 1"),
     "num_attention_heads": (1, MAX_SIZE, "a whole number of heads from 1 to 2**31 - 1"),
     "num_key_value_heads": (1, MAX_SIZE, "a whole number of heads from 1 to 2**31 - 1"),
@@ -50,7 +52,7 @@ RANGES = {
     "rope_ntk_alpha": (0.0, MAX_FLOAT, "a number > 0 and <= 1e18"),
     "rope_ntk_beta": (0.0, MAX_FLOAT, "a number > 0 and <= 1e18"),
 }
-ABOVE_LOW = {"swiglu_limit", "rope_theta", "rope_ntk_alpha", "rope_ntk_beta"}  # strictly greater than `lowest`
+ABOVE_LOW = {"rope_theta", "rope_ntk_alpha", "rope_ntk_beta"}  # strictly greater than `lowest`
 
 
 def _finite(value) -> bool:

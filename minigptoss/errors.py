@@ -10,7 +10,8 @@ traceback. It subclasses ValueError so that `except ValueError` in callers keeps
       ConfigError       config.py           a config.json or Config value
       CheckpointError   checkpoint/files.py a checkpoint file or folder, or its defaults.json
       TokenError        model.py            token ids: not 1-D integers, or outside the vocabulary
-      SamplingError     sampling.py         generation settings (temperature, top_p, ...)
+      ArgumentError     arguments.py        a public function's argument: wrong type or out of range
+        SamplingError   sampling.py         generation settings (temperature, top_p, ...)
       SettingError      environment.py      an environment variable (MINIGPTOSS_THREADS, MINIGPTOSS_CACHE_GIB)
       UsageError        cli/common.py       a command-line argument
 
@@ -26,7 +27,11 @@ class TokenError(MinigptossError):
     """Token ids that are not a non-empty 1-D sequence of integers inside the vocabulary."""
 
 
-class SamplingError(MinigptossError):
+class ArgumentError(MinigptossError):
+    """A public function's argument of the wrong type or out of range (see arguments.py)."""
+
+
+class SamplingError(ArgumentError):
     """Generation settings out of range (max_new_tokens, temperature, top_p, top_k)."""
 
 
@@ -34,4 +39,4 @@ class SettingError(MinigptossError):
     """An environment variable minigptoss reads, set to a value it cannot use."""
 
 
-__all__ = ["MinigptossError", "TokenError", "SamplingError", "SettingError"]
+__all__ = ["MinigptossError", "ArgumentError", "TokenError", "SamplingError", "SettingError"]

@@ -26,6 +26,7 @@ one per pass (`cache.steps[i]`). What it does not do: render (views/capture.py g
 `minigptoss.capture` a `show`) or recompute anything.
 """
 
+import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -33,14 +34,30 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
+from .arguments import instance, shown, text_patterns
 from .errors import MinigptossError
-from .names import OBSERVED, declared, from_transformer_lens, is_declared, recorded_names
+from .names import OBSERVED, canonical, declared, from_transformer_lens, is_declared, recorded_names
 
 _open_captures: list["Capture"] = []
 _open_patches: list["Patch"] = []
 
 _ANY_DEPTH = recorded_names(64)  # what a wildcard pattern is checked against (gpt-oss-120b has 36 layers)
 PatchFunction = Callable[[np.ndarray, str], np.ndarray]
+
+
+def closest(pattern: str, count: int = 3) -> list[str]:
+    """What a pattern that matched no name probably meant: the nearest recorded names, or for a pattern with a
+    wildcard the nearest name prefixes with it ("blocks.0.atn.*" -> "blocks.0.attn.*")."""
+    stem, star, _ = pattern.partition("*")
+    names = [n for n in _ANY_DEPTH if not n.startswith("blocks.") or n.split(".")[1] in ("0", stem.split(".")[1:2] and
+                                                                                       stem.split(".")[1])]
+    candidates = dict.fromkeys(name[:i + 1] for name in names for i, c in enumerate(name) if c == ".") if star \
+        else dict.fromkeys(names)
+    return [m + star for m in difflib.get_close_matches(stem, list(candidates), n=count, cutoff=0.5)]
+
+
+class CaptureError(MinigptossError):
+    """A capture pattern that matches no name a forward pass records."""
 
 
 class PatchError(MinigptossError):
@@ -60,7 +77,11 @@ class Capture(Mapping):
     made with per_step=True, `steps` (one dict per forward pass, e.g. per generated token)."""
 
     def __init__(self, patterns: tuple[str, ...] = ("*",), per_step: bool = False):
-        self.patterns = tuple(from_transformer_lens(p) for p in patterns) or ("*",)
+        self.patterns = tuple(canonical(p) for p in patterns) or ("*",)
+        for pattern in self.patterns:  # a typo would record nothing, silently
+            if not any(fnmatchcase(name, pattern) for name in _ANY_DEPTH):
+                raise CaptureError(f"capture({pattern!r}) matches no recorded intermediate; closest: "
+                                   f"{', '.join(closest(pattern)) or 'none'} (see minigptoss/names.py)")
         self.per_step = per_step
         self._tensors: dict[str, np.ndarray] = {}
         self._history: dict[str, list[np.ndarray]] = {}
@@ -75,11 +96,13 @@ class Capture(Mapping):
         if self.per_step:
             self._history.setdefault(name, []).append(view)
 
-    def __getitem__(self, name: str) -> np.ndarray:
-        name = from_transformer_lens(name)
+    def __getitem__(self, name) -> np.ndarray:
+        name = canonical(name)  # TransformerLens spellings too: cache["pattern", 0], cache["blocks.0.attn.pattern"]
         if name not in self._tensors:
+            near = difflib.get_close_matches(name, list(self._tensors), n=3, cutoff=0.6)
             raise KeyError(f"{name!r} was not recorded (patterns {list(self.patterns)}; "
-                           f"recorded: {len(self._tensors)} names, e.g. {list(self._tensors)[:3]})")
+                           f"recorded: {len(self._tensors)} names, "
+                           + (f"closest: {', '.join(near)})" if near else f"e.g. {list(self._tensors)[:3]})"))
         return self._tensors[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -145,11 +168,16 @@ class Capture(Mapping):
         return [{name: values[i] for name, values in self._history.items() if i < len(values)} for i in range(count)]
 
 
-@contextmanager
 def capture(*patterns: str, kind: type[Capture] = Capture, per_step: bool = False):
     """Record every intermediate whose name matches one of `patterns` (all of them if none are given) into a
-    new `kind` (a Capture, or a subclass that adds views). per_step: keep every pass's values, not the newest."""
-    cache = kind(patterns, per_step=per_step)
+    new `kind` (a Capture, or a subclass that adds views). per_step: keep every pass's values, not the newest.
+    A context manager; its arguments are checked when it is called, not when the block opens."""
+    instance("capture", "per_step", per_step, bool, "True or False")
+    return _capturing(kind(text_patterns("capture", "patterns", patterns), per_step=per_step))
+
+
+@contextmanager
+def _capturing(cache: Capture):
     _open_captures.append(cache)
     try:
         yield cache
@@ -161,7 +189,14 @@ class Patch:
     """Replace every intermediate matching `patterns` with fn(value, name) (see `patch`)."""
 
     def __init__(self, patterns: str | Iterable[str], fn: PatchFunction, display: bool = False):
-        patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+        if isinstance(patterns, str):
+            patterns = (patterns,)
+        elif not isinstance(patterns, (list, tuple, set, frozenset)):
+            raise PatchError(f"patch: patterns must be a name pattern or a list of them (e.g. "
+                             f"'blocks.0.attn.z'), got {shown(patterns)}")
+        patterns = text_patterns("patch", "patterns", patterns, error=PatchError)
+        if not callable(fn):
+            raise PatchError(f"patch: fn must be a function fn(value, name) -> array, got {shown(fn)}")
         try:
             self.patterns = tuple(from_transformer_lens(p) for p in patterns)
         except KeyError as error:
@@ -191,14 +226,13 @@ class Patch:
         return new
 
 
-@contextmanager
 def patch(patterns: str | Iterable[str], fn: PatchFunction):
     """Within the block, every intermediate whose name matches `patterns` (one or several, wildcards as in
     `capture`) is replaced by fn(value, name) where the forward pass records it, and the pass goes on with the
     replacement (captures see it too). fn gets a read-only view and returns an array of the same shape and
-    dtype. Display-only names (names.py's OBSERVED) are refused by exact name and skipped by wildcards."""
-    with patching(Patch(patterns, fn)):
-        yield
+    dtype. Display-only names (names.py's OBSERVED) are refused by exact name and skipped by wildcards.
+    A context manager; its arguments are checked when it is called, not when the block opens."""
+    return patching(Patch(patterns, fn))
 
 
 @contextmanager

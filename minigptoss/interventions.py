@@ -36,6 +36,7 @@ from fnmatch import fnmatchcase
 import numpy as np
 
 from .attention import sink_softmax
+from .arguments import instance, text_patterns, whole_number, whole_numbers
 from .inspector import Capture, Patch, PatchError, capture, patching
 from .kvcache import KVCache
 from .names import declared, from_transformer_lens
@@ -60,6 +61,8 @@ class Intervention:
         self._stack.pop().close()
 
     def __add__(self, other: "Intervention") -> "Intervention":
+        if not isinstance(other, Intervention):
+            return NotImplemented
         keep = None if self.keep_all_keys is None or other.keep_all_keys is None else \
             (*self.keep_all_keys, *other.keep_all_keys)
         return Intervention(f"{self.label} + {other.label}", self.patches + other.patches, keep)
@@ -92,6 +95,16 @@ class _Positions:
         if wanted is None:
             return np.arange(len(self.current))
         return np.flatnonzero(np.isin(self.current, np.asarray(list(wanted), dtype=np.int64)))
+
+
+def _numbers(where: str, name: str, values, none: bool = True) -> list[int] | None:
+    """Layers, heads, experts or positions: whole numbers >= 0 (None: all), or one PatchError naming them."""
+    return whole_numbers(where, name, values, none=none, error=PatchError)
+
+
+def _numbers_or_list(values):
+    """An iterable of names as a list (a non-iterable is returned as is, for text_patterns to name)."""
+    return list(values) if hasattr(values, "__iter__") else [values]
 
 
 def _block_patterns(layers: Iterable[int] | None, suffix: str) -> list[str]:
@@ -127,8 +140,7 @@ def sinks_off(layers: Iterable[int] | None = None, heads: Iterable[int] | None =
 
     Patches blocks.N.attn.probs with sink_softmax(scores, -inf): the same bits as a model whose
     block.N.attn.sinks weight holds -inf there."""
-    layers = None if layers is None else list(layers)
-    heads = None if heads is None else list(heads)
+    layers, heads = _numbers("sinks_off", "layers", layers), _numbers("sinks_off", "heads", heads)
     scores: dict[str, np.ndarray] = {}
     removed: dict[str, np.ndarray] = {}  # blocks.N.attn -> (probs, sink_mass) without the sinks
 
@@ -167,7 +179,7 @@ def window_off(layers: Iterable[int] | None = None) -> Intervention:
     cache, sliding layers keep only their last W keys: pass `cache=intervention.new_cache(model)` to
     `model.generate` / `model.forward` (a cache that keeps every key there); with a cache missing keys this
     raises a PatchError rather than computing something else."""
-    layers = None if layers is None else list(layers)
+    layers = _numbers("window_off", "layers", layers)
     where = _Positions()
 
     def causal(mask, name):
@@ -190,8 +202,8 @@ def reroute(layers: Iterable[int] | None = None, positions: Iterable[int] | None
     weights are the softmax of the router's own logits over the new choice, as `router.route` computes them.
 
     Patches blocks.N.moe.router.expert_ids and .weights (the recorded router.logits stay what the router said)."""
-    layers = None if layers is None else list(layers)
-    force, forbid = [int(e) for e in force], [int(e) for e in forbid]
+    layers, positions = _numbers("reroute", "layers", layers), _numbers("reroute", "positions", positions)
+    force, forbid = _numbers("reroute", "force", force, none=False), _numbers("reroute", "forbid", forbid, none=False)
     if set(force) & set(forbid):
         raise PatchError(f"reroute: experts {sorted(set(force) & set(forbid))} are both forced and forbidden")
     where, logits, chosen = _Positions(), {}, {}
@@ -241,7 +253,7 @@ def top1_routing(layers: Iterable[int] | None = None) -> Intervention:
     Patches blocks.N.moe.router.weights; the other chosen experts still run but are multiplied by 0, so the
     logits equal those of the same weights with experts_per_token = 1 (softmax over one logit is 1), up to float32
     rounding (each expert's matrix product runs on a different batch of tokens)."""
-    layers = None if layers is None else list(layers)
+    layers = _numbers("top1_routing", "layers", layers)
 
     def first_only(weights, name):
         result = np.zeros_like(weights)
@@ -255,6 +267,9 @@ def top1_routing(layers: Iterable[int] | None = None) -> Intervention:
 def zero_head(layer: int, head: int, positions: Iterable[int] | None = None) -> Intervention:
     """Ablate one attention head: its slice of z (columns head*d .. (head+1)*d) is 0 at `positions` (all if
     None), so it adds nothing to the out projection (the out bias is still added). Patches blocks.N.attn.z."""
+    layer = whole_number("zero_head", "layer", layer, low=0, error=PatchError)
+    head = whole_number("zero_head", "head", head, low=0, error=PatchError)
+    positions = _numbers("zero_head", "positions", positions)
     where, probs = _Positions(), {}
 
     def zeroed(z, name):
@@ -279,6 +294,11 @@ def patch_from(source: Capture, names: str | Iterable[str] = "*",
     """Activation patching: the tensors named by `names` (patterns; those the `source` capture holds) are taken
     from `source` (a capture of another prompt's forward pass from position 0): whole (shapes must match), or
     only the rows of the given absolute `positions` along the token axis (the rest stays this pass's own)."""
+    instance("patch_from", "source", source, Capture, "a capture (from `with minigptoss.capture() as source:`)",
+             error=PatchError)
+    if not isinstance(names, str):
+        names = text_patterns("patch_from", "names", _numbers_or_list(names), error=PatchError)
+    positions = _numbers("patch_from", "positions", positions)
     patterns = [from_transformer_lens(p) for p in ([names] if isinstance(names, str) else names)]
     taken = [name for name in source if any(fnmatchcase(name, p) for p in patterns)]
     if not taken:
@@ -312,6 +332,8 @@ def run_with(model, tokens, intervention: Intervention | None = None, *patterns:
              kind: type[Capture] = Capture) -> tuple[Capture, np.ndarray]:
     """One forward pass over `tokens` under `intervention` (None: none), capturing `patterns` (all if none) into
     a `kind`:  -> (capture, logits (T, V)). What the debugger calls to re-run a pass with an intervention."""
+    instance("run_with", "intervention", intervention, Intervention, "an Intervention (e.g. sinks_off())",
+             none=True, error=PatchError)
     with ExitStack() as stack:
         cache = stack.enter_context(capture(*patterns, kind=kind))
         if intervention is not None:
@@ -345,10 +367,11 @@ PRESETS = {preset.name: preset for preset in [
 
 def preset(name: str, **params: int) -> Intervention:
     """The named preset with its parameters: preset("zero head", layer=1, head=3)."""
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise PatchError(f"no intervention preset {name!r}; the presets are {', '.join(PRESETS)}")
     wanted = PRESETS[name].params
     if set(params) != set(wanted):
         raise PatchError(f"preset {name!r} takes {', '.join(wanted) or 'no parameters'}, "
                          f"got {', '.join(params) or 'none'}")
-    return PRESETS[name].make(**{key: int(value) for key, value in params.items()})
+    return PRESETS[name].make(**{key: whole_number(f"preset {name!r}", key, value, low=0, error=PatchError)
+                                 for key, value in params.items()})

@@ -20,6 +20,8 @@ What it does not do: attention itself, or any limit on the total length (RoPE ta
 
 import numpy as np
 
+from .arguments import whole_number
+from .errors import ArgumentError
 from .config import Config
 
 
@@ -29,9 +31,7 @@ class KVCache:
     def __init__(self, config: Config, rollback: int = 0):
         """rollback: how many entries beyond its window each sliding layer keeps, so that `truncate` can go
         back that many positions (0: exactly W, the least the next query needs plus one)."""
-        if rollback < 0:
-            raise ValueError(f"KVCache rollback must be >= 0, got {rollback}")
-        self.rollback = rollback
+        self.rollback = whole_number("KVCache", "rollback", rollback, low=0)
         layers, kv_shape = config.num_hidden_layers, (0, config.num_key_value_heads, config.head_dim)
         self.windows = [config.window(n) for n in range(layers)]
         self.keys = [np.zeros(kv_shape, dtype=np.float32) for _ in range(layers)]
@@ -84,10 +84,10 @@ class KVCache:
 
     def truncate(self, length: int) -> None:
         """Go back to the first `length` positions: every layer drops its entries at positions >= length, and
-        the next tokens fed continue from position `length`. ValueError (the cache unchanged) if a sliding
-        layer already dropped a key the next query needs (see can_truncate): then start a new cache."""
+        the next tokens fed continue from position `length`. ArgumentError, a ValueError (the cache unchanged),
+        if a sliding layer already dropped a key the next query needs (see can_truncate): then start a new cache."""
         if not self.can_truncate(length):
-            raise ValueError(f"cannot roll the KV cache back from {self.length} to {length} positions: "
+            raise ArgumentError(f"cannot roll the KV cache back from {self.length} to {length} positions: "
                              + ("out of range" if not 0 <= length <= self.length else
                                 "a sliding layer no longer holds the keys before it (make the cache with a "
                                 "larger rollback, or start a new one)"))

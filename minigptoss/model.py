@@ -16,11 +16,12 @@ Names follow the official `gpt_oss/torch/model.py` where it has them (attn, mlp1
 import numpy as np
 
 from . import attention
-from .attention import (attend, attention_mask, attention_scores, chunked_attention, sink_softmax,
-                        split_qkv, whole_attention_bytes)
+from .attention import attend, attention_mask, attention_scores, sink_softmax, split_qkv, whole_attention_bytes
+from .arguments import shown, instance, whole_number
 from .config import Config
-from .errors import MinigptossError, TokenError
+from .errors import ArgumentError, MinigptossError, TokenError
 from .fast import dense as fastdense
+from .fast.attention import banded_attention
 from .fast.mxfp4 import one_blas_thread
 from .inspector import observe, record, wanted
 from .kvcache import KVCache
@@ -30,7 +31,7 @@ from .moe import DenseExperts, MXFP4Experts, combine, grouped_linear
 from .rmsnorm import rms_norm
 from .rope import apply_rope, inverse_frequencies, rope_tables
 from .router import route, router_logits
-from .sampling import generate
+from .sampling import check_sampling, generate
 from .swiglu import swiglu
 
 
@@ -43,6 +44,18 @@ class Model:
         `rows` and `matmul_t` (see weight_rows, weight_product). checkpoint: what the loader found, or None."""
         self.config, self.weights, self.checkpoint = config, weights, checkpoint
         self._experts: dict[str, DenseExperts] = {}  # kept while the weights behind them stay the same arrays
+        self.make_tokenizer, self._tokenizer = None, None  # minigptoss.load gives the vocabulary's tokenizer
+
+    @property
+    def tokenizer(self):
+        """The tokenizer of this model's vocabulary (o200k_harmony for gpt-oss, bytes for the tiny models):
+        `model.forward(model.tokenizer.encode("hello"))`. Made on first use; set by `minigptoss.load`."""
+        if self._tokenizer is None:
+            if self.make_tokenizer is None:
+                raise AttributeError("this model has no tokenizer attached: minigptoss.load attaches one, or use "
+                                     "minigptoss.text.tokenizer.tokenizer_for(model.config.vocab_size)")
+            self._tokenizer = self.make_tokenizer()
+        return self._tokenizer
 
     def experts(self, layer: int, which: str) -> DenseExperts:
         """Expert weights of `block.{layer}.mlp.{which}` (which: mlp1 or mlp2), decoded lazily per expert."""
@@ -61,15 +74,21 @@ class Model:
         unembedding is 201,088 rows in gpt-oss). Logits holding NaN or inf raise NonFiniteError naming where
         they first appeared (see nonfinite.py); the module-level `forward` returns them as they are."""
         tokens = check_tokens(tokens, self.config.vocab_size)
+        instance("forward", "cache", cache, KVCache, "a KVCache (model.new_cache())", none=True)
+        instance("forward", "only_last", only_last, bool, "True or False")
+        check_files = getattr(self.weights, "check_files", None)
+        if check_files is not None:  # a loaded checkpoint: its files' sizes and times still as `load` saw them
+            check_files()
         before = cache.state() if cache is not None else None
-        logits = forward(self, tokens, cache, only_last)
-        if not np.isfinite(logits).all():
-            if cache is not None:
-                cache.restore(before)
-            first = locate(lambda: forward(self, tokens, cache, only_last))
-            if cache is not None:
-                cache.restore(before)
-            raise NonFiniteError(non_finite_message(self.weights, first))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN/inf: one NonFiniteError below
+            logits = forward(self, tokens, cache, only_last)
+            if not np.isfinite(logits).all():
+                if cache is not None:
+                    cache.restore(before)
+                first = locate(lambda: forward(self, tokens, cache, only_last))
+                if cache is not None:
+                    cache.restore(before)
+                raise NonFiniteError(non_finite_message(self.weights, first))
         return logits
 
     def generate(self, tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
@@ -77,6 +96,8 @@ class Model:
         """Yield new token ids one by one (KV-cached); see `sampling.generate`. Stops after one of `stop_tokens`
         (none by default; a chat passes its format's, e.g. `text.harmony.stop_tokens(tokenizer)`) or
         max_new_tokens. cache: the KV cache to fill (default a new one), e.g. an intervention's `new_cache`."""
+        check_sampling(max_new_tokens, temperature, top_p, top_k, seed, stop_tokens)  # now, not at the first next()
+        instance("generate", "cache", cache, KVCache, "a KVCache (model.new_cache())", none=True)
         return generate(self, check_tokens(tokens, self.config.vocab_size), max_new_tokens, temperature,
                         top_p, top_k, seed, stop_tokens, cache)
 
@@ -86,7 +107,7 @@ class Model:
 
     def new_cache(self, rollback: int = 0) -> KVCache:
         """An empty KV cache for this model; `rollback`: see KVCache (how far `truncate` can go back)."""
-        return KVCache(self.config, rollback)
+        return KVCache(self.config, whole_number("new_cache", "rollback", rollback, low=0))
 
 
 def weight_rows(weights, name: str, ids: np.ndarray) -> np.ndarray:
@@ -108,7 +129,17 @@ def weight_product(x: np.ndarray, weights, name: str) -> np.ndarray:
 
 def check_tokens(tokens, vocab_size: int) -> np.ndarray:
     """A sequence or 1-D array of ids in [0, vocab_size) -> (T,) int64, or one clear error."""
-    ids = np.asarray(tokens)
+    if isinstance(tokens, str):
+        raise TokenError(f"tokens must be token ids, not text ({tokens[:20]!r}): encode the text first, e.g. "
+                         f"model.forward(model.tokenizer.encode({tokens[:20]!r})) (o200k_harmony for gpt-oss)")
+    try:
+        ids = np.asarray(tokens)
+    except (ValueError, TypeError, OverflowError):  # ragged lists, objects NumPy cannot hold as one array
+        raise TokenError(f"tokens must be a non-empty 1-D sequence of integer ids, got {shown(tokens)}") from None
+    if ids.dtype == object and ids.ndim == 1 and all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        bad = [i for i in ids if not 0 <= i < vocab_size]  # Python ints too large for int64
+        if bad:
+            raise TokenError(f"token id {bad[0]} is outside the vocabulary [0, {vocab_size})")
     if ids.ndim != 1 or ids.size == 0 or not (np.issubdtype(ids.dtype, np.integer) or ids.dtype == bool):
         raise TokenError(f"tokens must be a non-empty 1-D sequence of integer ids, got shape {ids.shape} "
                          f"dtype {ids.dtype}")
@@ -131,7 +162,7 @@ def attention_block(model: Model, n: int, x: np.ndarray, positions: np.ndarray, 
     keys, values, key_positions = (k_rot, v, positions) if cache is None else cache.extend(n, k_rot, v, positions)
     sinks = w[f"block.{n}.attn.sinks"]  # (nq,)
     if attention_in_chunks(c.num_attention_heads, len(positions), len(key_positions), at):  # a long prompt
-        z, sink_mass = chunked_attention(q_rot, keys, values, positions, key_positions, c.window(n), sinks)
+        z, sink_mass = banded_attention(q_rot, keys, values, positions, key_positions, c.window(n), sinks)
     else:
         mask = record(at + "mask", attention_mask(positions, key_positions, c.window(n)))  # (T, Tk)
         scores = record(at + "scores", attention_scores(q_rot, keys, mask))  # (nq, T, Tk)
@@ -149,8 +180,9 @@ class AttentionMemoryError(MinigptossError):
 
 
 def attention_in_chunks(num_heads: int, T: int, Tk: int, at: str) -> bool:
-    """Whether attention runs a chunk of query rows at a time (attention.chunked_attention): when its scores
-    (nq, T, Tk) would exceed attention.CHUNK_BYTES and no capture or patch asks for the mask, scores or probs.
+    """Whether attention runs a chunk of query rows at a time against the keys each may see (fast/attention.py's
+    banded_attention): when its scores (nq, T, Tk) would exceed attention.CHUNK_BYTES and no capture or
+    patch asks for the mask, scores or probs.
     If one does, they are built whole when that fits in half the available memory, else AttentionMemoryError."""
     if 4 * num_heads * T * Tk <= attention.CHUNK_BYTES:
         return False
@@ -220,5 +252,14 @@ def logit_lens(model: Model, residual: np.ndarray) -> np.ndarray:
     """The final norm and the unembedding applied to any residual stream:  (..., H) -> (..., V). On the last
     block's resid_post it gives the model's logits, bit for bit; on an earlier one, what the model would
     predict if the remaining blocks were skipped (the "logit lens")."""
-    x = rms_norm(np.asarray(residual, dtype=np.float32), model.weights["norm.scale"])  # (..., H)
+    instance("logit_lens", "model", model, Model, "a minigptoss.Model")
+    try:
+        stream = np.asarray(residual, dtype=np.float32)
+    except (ValueError, TypeError):
+        stream = None
+    if stream is None or stream.ndim == 0 or stream.shape[-1] != model.config.hidden_size:
+        got = f"shape {stream.shape}" if stream is not None else shown(residual)
+        raise ArgumentError(f"logit_lens: residual must be an array of numbers shaped (..., "
+                            f"{model.config.hidden_size}) (a residual stream), got {got}")
+    x = rms_norm(stream, model.weights["norm.scale"])  # (..., H)
     return weight_product(x, model.weights, "unembedding.weight")  # (..., V)

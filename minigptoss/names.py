@@ -113,6 +113,34 @@ TRANSFORMER_LENS = {
 }
 
 
+# TransformerLens's short names, as its ActivationCache takes them (`cache["pattern", 0]`, utils.get_act_name)
+TL_SHORT = {"embed": "hook_embed", "resid_pre": "blocks.N.hook_resid_pre", "resid_mid": "blocks.N.hook_resid_mid",
+            "resid_post": "blocks.N.hook_resid_post", "attn_out": "blocks.N.hook_attn_out",
+            "mlp_out": "blocks.N.hook_mlp_out", "q": "blocks.N.attn.hook_q", "k": "blocks.N.attn.hook_k",
+            "v": "blocks.N.attn.hook_v", "rot_q": "blocks.N.attn.hook_rot_q", "rot_k": "blocks.N.attn.hook_rot_k",
+            "pattern": "blocks.N.attn.hook_pattern", "attn_scores": "blocks.N.attn.hook_attn_scores",
+            "scores": "blocks.N.attn.hook_attn_scores", "z": "blocks.N.attn.hook_z"}
+
+
+def canonical(key) -> str:
+    """A key as a recorded name: TransformerLens's `("pattern", 3)` and hook names (`blocks.3.attn.hook_pattern`,
+    also without `hook_`: `blocks.3.attn.pattern`) in minigptoss's spelling (`blocks.3.attn.probs`); our own
+    names unchanged. KeyError for a tuple it cannot read."""
+    if isinstance(key, tuple):
+        short, layer = (key + (None,))[:2] if len(key) <= 2 else key[:2]
+        if short not in TL_SHORT or (layer is None) != ("N" not in TL_SHORT[short]):
+            raise KeyError(f"{key!r}: TransformerLens short names are ({', '.join(TL_SHORT)}) with a layer, "
+                           f"e.g. ('pattern', 0)")
+        return from_transformer_lens(TL_SHORT[short].replace("N", str(layer), 1))
+    name = from_transformer_lens(key)
+    if not is_declared(name) and "hook_" not in name:
+        head, _, last = name.rpartition(".")
+        spelled = f"{head}.hook_{last}" if head else f"hook_{last}"
+        if _template(spelled)[0] in TRANSFORMER_LENS:
+            return from_transformer_lens(spelled)
+    return name
+
+
 def _template(name: str) -> tuple[str, str | None]:
     """("blocks.N.attn.probs", "3") from "blocks.3.attn.probs" (the layer part may be a wildcard); (name, None)
     for a name outside the blocks."""

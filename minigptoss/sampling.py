@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from .arguments import real_number, whole_number, whole_numbers
 from .errors import SamplingError
 
 
@@ -53,22 +54,25 @@ def next_token_distribution(logits: np.ndarray, temperature: float, top_p: float
 def sample(logits: np.ndarray, rng: np.random.Generator, temperature: float = 0.0, top_p: float = 1.0,
            top_k: int | None = None) -> int:
     """One token id from (V,) logits: argmax at temperature 0, else a draw from next_token_distribution."""
+    _, temperature, top_p, top_k, _, _ = check_sampling(0, temperature, top_p, top_k, at="sample")
     if temperature == 0.0:
         return int(np.argmax(logits))
     probs = next_token_distribution(logits, temperature, top_p, top_k)
     return int(rng.choice(probs.size, p=probs))
 
 
-def check_sampling(max_new_tokens: int, temperature: float, top_p: float, top_k: int | None) -> None:
-    """Generation settings in range (NaN is out of every range), or one SamplingError naming the setting."""
-    if not max_new_tokens >= 0:
-        raise SamplingError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if not 0 <= temperature < float("inf"):
-        raise SamplingError(f"temperature must be a finite number >= 0, got {temperature}")
-    if not 0.0 < top_p <= 1.0:
-        raise SamplingError(f"top_p must be in (0, 1], got {top_p}")
-    if top_k is not None and not top_k >= 1:
-        raise SamplingError(f"top_k must be >= 1 (or None for no limit), got {top_k}")
+def check_sampling(max_new_tokens: int, temperature: float, top_p: float, top_k: int | None,
+                   seed: int | None = None, stop_tokens=None, at: str = "generate") -> tuple:
+    """Generation settings in range (NaN is out of every range) -> (max_new_tokens, temperature, top_p, top_k,
+    seed, stop tokens as a set), or one SamplingError naming the setting, its value and what it must be."""
+    error = SamplingError
+    return (whole_number(at, "max_new_tokens", max_new_tokens, low=0, error=error),
+            real_number(at, "temperature", temperature, low=0.0, error=error),
+            real_number(at, "top_p", top_p, low=0.0, high=1.0, above_low=True, error=error,
+                        what="a number in (0, 1]"),
+            whole_number(at, "top_k", top_k, low=1, none=True, error=error, what=" for no limit"),
+            whole_number(at, "seed", seed, low=0, none=True, error=error, what=" for a fresh one"),
+            set(whole_numbers(at, "stop_tokens", stop_tokens, none=True, error=error) or ()))
 
 
 def generate(model, tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
@@ -76,8 +80,8 @@ def generate(model, tokens, max_new_tokens: int = 64, temperature: float = 0.0, 
              stop_tokens: Iterable[int] | None = None, cache=None) -> Iterator[int]:
     """Yield new token ids as they are produced, with a KV cache (see the module docstring): `cache`, empty or
     holding an earlier text that `tokens` continue, else a new `model.new_cache()`."""
-    check_sampling(max_new_tokens, temperature, top_p, top_k)
-    stop = set(stop_tokens or ())
+    max_new_tokens, temperature, top_p, top_k, seed, stop = check_sampling(max_new_tokens, temperature, top_p,
+                                                                           top_k, seed, stop_tokens)
     rng = np.random.default_rng(seed)
     cache = model.new_cache() if cache is None else cache
     logits = model.forward(tokens, cache, only_last=True)[-1]  # prefill: the whole prompt in one pass

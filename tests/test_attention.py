@@ -10,8 +10,9 @@ from hypothesis.extra import numpy as hnp
 
 import minigptoss
 from minigptoss import attention
-from minigptoss.attention import (attend, attention_mask, attention_scores, chunked_attention, kv_head_of,
-                                  query_chunks, sink_softmax, split_qkv)
+from minigptoss.attention import attend, attention_mask, attention_scores, kv_head_of, sink_softmax, split_qkv
+from minigptoss.fast import attention as fast_attention
+from minigptoss.fast.attention import banded_attention, chunk_rows, key_range
 from minigptoss.config import GPT_OSS_20B, TINY
 from minigptoss.model import AttentionMemoryError
 
@@ -143,43 +144,82 @@ def whole_attention(q, k, v, query_positions, key_positions, window, sinks):
     return attend(probs, v), sink_mass
 
 
-@pytest.mark.parametrize("window", [0, 8])
+@pytest.mark.parametrize("window", [0, 1, 2, 8, 39, 40, 41, 500])
 @pytest.mark.parametrize("rows_per_chunk", [1, 7, 64, 1000])
-def test_chunked_attention_equals_the_whole_within_float32_rounding(window, rows_per_chunk):
-    """The same rows, cut into chunks, with a KV-cache-like prefix (Tk > T): within float32 rounding of the
-    whole computation (the products of a shorter chunk may round differently in the last bit)."""
+def test_banded_attention_equals_the_whole_within_float32_rounding(window, rows_per_chunk):
+    """The same rows, cut into chunks that each meet only their band of keys, with a KV-cache-like prefix
+    (Tk > T; windows around the prefix length 40 catch an off-by-one at the band's edges): within float32
+    rounding of the whole readable computation, sink mass included."""
     rng = np.random.default_rng(rows_per_chunk + window)
     T, cached, nq, nkv, d = 150, 40, 8, 2, 16
     q = rng.standard_normal((T, nq, d)).astype(np.float32)
     k, v = (rng.standard_normal((cached + T, nkv, d)).astype(np.float32) for _ in range(2))
     query_positions, key_positions = np.arange(cached, cached + T), np.arange(cached + T)
-    sinks = rng.standard_normal(nq).astype(np.float32)
-    z, sink_mass = chunked_attention(q, k, v, query_positions, key_positions, window, sinks,
-                                     chunk_bytes=4 * nq * (cached + T) * rows_per_chunk)
+    sinks = (3 * rng.standard_normal(nq)).astype(np.float32)
+    z, sink_mass = banded_attention(q, k, v, query_positions, key_positions, window, sinks,
+                                    chunk_bytes=4 * nq * (cached + T) * rows_per_chunk)
     whole_z, whole_sink_mass = whole_attention(q, k, v, query_positions, key_positions, window, sinks)
     assert z.shape == whole_z.shape == (T, nq * d) and sink_mass.shape == (nq, T)
     np.testing.assert_allclose(z, whole_z, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sink_mass, whole_sink_mass, rtol=1e-5, atol=1e-7)
 
 
-def test_query_chunks_cover_every_row_once_within_the_budget():
-    for T, Tk, budget in [(1, 1, 1), (100, 100, 4 * 8 * 100 * 7), (20_000, 20_000, 256 * 2**20), (5, 9, 10**9)]:
-        chunks = query_chunks(8, T, Tk, budget)
-        assert [row for rows in chunks for row in range(T)[rows]] == list(range(T))
-        assert all(4 * 8 * (rows.stop - rows.start) * Tk <= max(budget, 4 * 8 * Tk) for rows in chunks)
-    assert query_chunks(8, 100, 100, 4 * 8 * 100 * 100) == [slice(0, 100)]  # fits whole: one chunk
+@given(attention_inputs(), st.integers(0, 14), st.integers(0, 6), st.integers(1, 5))
+def test_banded_attention_equals_the_definition_on_any_inputs(inputs, window, cached, rows):
+    """Any heads, GQA ratio, head size, window (0: full), cached prefix and chunk size: the banded path computes
+    the definition (keys sorted by position, as the KV cache holds them)."""
+    q, k, v, sinks, _ = inputs
+    T, nq, d = q.shape
+    k_all, v_all = np.concatenate([k[:1].repeat(cached, 0), k]), np.concatenate([v[:1].repeat(cached, 0), v])
+    query_positions, key_positions = np.arange(cached, cached + T), np.arange(cached + T)
+    if window:  # a sliding layer's cache holds only its last W keys before the new ones
+        keep = key_positions >= max(0, cached - window)
+        k_all, v_all, key_positions = k_all[keep], v_all[keep], key_positions[keep]
+    z, sink_mass = banded_attention(q, k_all, v_all, query_positions, key_positions, window, sinks,
+                                    chunk_bytes=4 * nq * len(key_positions) * rows)
+    whole_z, whole_sink_mass = whole_attention(q, k_all, v_all, query_positions, key_positions, window, sinks)
+    np.testing.assert_allclose(z, whole_z, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(sink_mass, whole_sink_mass, rtol=1e-4, atol=1e-6)
+
+
+def test_a_sliding_layer_computes_only_its_band():
+    """Every chunk of a sliding layer meets at most rows + W - 1 keys, and every key any of its rows may see (the
+    band's edges: i - j = W - 1 is in, i - j = W is out): T x ~2W scores in all, not T x T."""
+    for T, W, cached in [(20_000, 128, 0), (20_000, 8, 0), (1000, 8, 5), (300, 1, 0), (50, 200, 3)]:
+        query_positions, key_positions = np.arange(cached, cached + T), np.arange(cached + T)
+        rows = chunk_rows(64, T, len(key_positions), W)
+        scores = 0
+        for start in range(0, T, rows):
+            chunk = query_positions[start:start + rows]
+            lo, hi = key_range(chunk, key_positions, W)
+            seen = np.flatnonzero(attention_mask(chunk, key_positions, W).any(axis=0))
+            assert lo == seen[0] and hi == seen[-1] + 1 and hi - lo <= len(chunk) + W - 1
+            scores += len(chunk) * (hi - lo)
+        assert scores <= T * (rows + W)
+    assert chunk_rows(8, 20_000, 20_000, 8) == 64  # the tiny model: 64 rows meet at most 71 keys
+    rows = chunk_rows(64, 20_000, 20_000, 128)  # gpt-oss: as many rows as keep the chunk within BAND_BYTES
+    assert 4 * 64 * rows * (rows + 127) <= fast_attention.BAND_BYTES < 4 * 64 * (2 * rows) * (2 * rows + 127)
+
+
+def test_chunks_of_a_full_layer_stay_within_their_budget():
+    for T, Tk, budget in [(1, 1, 1), (100, 100, 4 * 8 * 100 * 7), (20_000, 20_000, 2 * 2**20), (5, 9, 10**9)]:
+        rows = chunk_rows(8, T, Tk, 0, budget)
+        assert 1 <= rows <= T and (4 * 8 * rows * Tk <= budget or rows == 1)
+    assert chunk_rows(8, 100, 100, 0, 4 * 8 * 100 * 100) == 100  # fits whole: one chunk
 
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    """Attention scores above 4 * 8 heads * 60 * 60 bytes run in chunks (the tiny model, 60+ tokens)."""
+    """Attention scores above 4 * 8 heads * 60 * 60 bytes run in chunks (the tiny model, 60+ tokens), of at most
+    16 rows of a full layer."""
     monkeypatch.setattr(attention, "CHUNK_BYTES", 4 * 8 * 60 * 60)
+    monkeypatch.setattr(fast_attention, "BAND_BYTES", 4 * 8 * 100 * 16)
 
 
 def test_a_long_prompt_runs_in_chunks_with_the_same_logits(small_chunks, monkeypatch):
     chunked_layers = []
-    monkeypatch.setattr(minigptoss.model, "chunked_attention",
-                        lambda *args: chunked_layers.append(1) or chunked_attention(*args))
+    monkeypatch.setattr(minigptoss.model, "banded_attention",
+                        lambda *args: chunked_layers.append(1) or banded_attention(*args))
     model = minigptoss.load(minigptoss.TINY_WEIGHTS)
     tokens = np.arange(100) * 3 % 320
     with minigptoss.capture("blocks.*.attn.z", "blocks.*.attn.sink_mass", "blocks.*.attn.out") as cache:
@@ -190,6 +230,30 @@ def test_a_long_prompt_runs_in_chunks_with_the_same_logits(small_chunks, monkeyp
         whole = model.forward(tokens)  # asked for probs: layer 0 is computed whole, and recorded
     assert cache["blocks.0.attn.probs"].shape == (8, 100, 100) and len(chunked_layers) == 4 + 3
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_a_long_prompt_in_bands_gives_the_whole_pass_logits_and_argmax(small_chunks, monkeypatch):
+    """300 tokens of the tiny model (window 8), banded in 16-row chunks, against the readable whole pass; then
+    the same prompt as a 200-token prefill and a 100-token continuation through the KV cache."""
+    model = minigptoss.load(minigptoss.TINY_WEIGHTS)
+    tokens = np.random.default_rng(21).integers(0, 320, 300)
+    banded = model.forward(tokens)
+    cache = model.new_cache()
+    continued = np.concatenate([model.forward(tokens[:200], cache), model.forward(tokens[200:], cache)])
+    monkeypatch.setattr(attention, "CHUNK_BYTES", 2**40)  # everything whole: the readable definition
+    whole = model.forward(tokens)
+    for logits in (banded, continued):
+        np.testing.assert_allclose(logits, whole, rtol=1e-5, atol=1e-5 * np.abs(whole).max())
+        assert (logits.argmax(axis=-1) == whole.argmax(axis=-1)).all()
+
+
+def test_the_memory_estimate_of_a_long_prompt_counts_chunks_not_the_whole_scores():
+    """20,000 tokens of the tiny model: the whole (nq, T, T) scores would be 12.8 GB; the banded pass needs its
+    chunks and per-layer copies, and the estimate says so (benchmarks/bench_long_prompt.py measured 0.14 GiB)."""
+    from minigptoss.checkpoint import working_bytes
+
+    assert 0.14 * 2**30 < working_bytes(TINY, 20_000) < 2**30
+    assert working_bytes(TINY, 100) >= 4 * 4 * 8 * 100 * 100  # short prompts: the readable path's whole scores
 
 
 def test_recording_scores_that_would_not_fit_is_refused_with_the_estimate(small_chunks, monkeypatch):

@@ -159,11 +159,34 @@ def test_the_commands_run_the_trained_models_by_default(capsys):
     assert capsys.readouterr().out == "26023397=02233679<|return|>\n"
     assert main(["run"]) == 0
     out = capsys.readouterr().out
-    assert "tiny_weights/sort" in out and "0:2[50]" in out and "│    1 │  48 │ 0 " in out
+    assert "bundled sort (trained to sort 1-10 digits" in out and "0:2[50]" in out and "│    1 │  48 │ 0 " in out
     assert main(["generate", "--harmony", "--temp", "0"]) == 0
     assert capsys.readouterr().out.strip().endswith("...done thinking.\n\n02367")
     assert main(["run", "--weights", "tiny"]) == 0
-    assert capsys.readouterr().out.startswith("minigptoss run on tiny: ")
+    assert capsys.readouterr().out.startswith("minigptoss run on bundled tiny (random weights")
+
+
+def test_the_banner_says_what_the_model_knows(capsys):
+    """step, run, generate and chat name the bundled model and its tasks in one line (defaults.json's "about" and
+    its prompt); step and run on a prompt outside them say the answer will be noise (its "tasks")."""
+    from minigptoss.checkpoint.defaults import read_defaults
+
+    line = "bundled sort (" + read_defaults(minigptoss.bundled("sort")).about + "; try 26023397=)"
+    assert "trained to sort 1-10 digits" in line
+    assert main(["step", "--only", "tokens"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert line in out and "noise" not in out
+    assert main(["step", "-p", "hello", "--only", "tokens"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert line in out and "'hello' is not a prompt this model was trained on" in out and "noise" in out
+    assert main(["run", "-p", "abcdefghijk|ab"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert line in out and "noise" not in out
+    assert main(["generate", "--temp", "0", "-p", "4="]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "4=4<|return|>\n" and line in " ".join(captured.err.split())
+    assert main(["run", "--weights", "tiny", "-p", "hello"]) == 0  # no defaults.json: no warning
+    assert "noise" not in capsys.readouterr().out
 
 
 def test_defaults_json_is_checked_field_by_field(tmp_path):
@@ -173,7 +196,83 @@ def test_defaults_json_is_checked_field_by_field(tmp_path):
     assert read_defaults(tmp_path).prompt is None  # no file: the commands' own defaults
     for text, field in [('{"prompt": 3}', "'prompt'"), ('{"harmony": "yes"}', "'harmony'"),
                         ('{"system": {"reasoning_effort": "max"}}', "'reasoning_effort'"),
-                        ('{"system": {"identity": "x"}}', "'identity'"), ('{"promt": "x"}', "'promt'"), ("[1]", "list")]:
+                        ('{"system": {"identity": "x"}}', "'identity'"), ('{"promt": "x"}', "'promt'"), ("[1]", "list"),
+                        ('{"about": "two\\nlines"}', "'about'"), ('{"tasks": "[0-9]+"}', "'tasks'"),
+                        ('{"tasks": ["[0-9"]}', "not a regular expression"), ('{"temperature": -1}', "'temperature'"),
+                        ('{"temperature": true}', "'temperature'")]:
         (tmp_path / "defaults.json").write_text(text)
         with pytest.raises(CheckpointError, match=field):
             read_defaults(tmp_path)
+    (tmp_path / "defaults.json").write_text('{"about": "trained to add", "tasks": ["[0-9]\\\\+[0-9]"], "temperature": 0}')
+    defaults = read_defaults(tmp_path)
+    assert defaults.in_tasks("1+2") and not defaults.in_tasks("1+2+3") and defaults.temperature == 0.0
+
+
+def test_a_prompt_from_stdin_or_a_file_loses_one_trailing_newline(capsys, tmp_path, monkeypatch):
+    """`echo 'kqbzkeaw=' | minigptoss generate -p -` asks what -p 'kqbzkeaw=' asks (echo adds a newline); so
+    does a file an editor saved with one; a second newline is kept."""
+    import io
+
+    argv = ["generate", "-n", "12", "--temp", "0", "--no-echo"]
+    assert main([*argv, "-p", "kqbzkeaw="]) == 0
+    typed = capsys.readouterr().out
+    assert typed.startswith("kqbzkeaw")  # the sort model repeats the letters
+    monkeypatch.setattr("sys.stdin", io.StringIO("kqbzkeaw=\n"))
+    assert main([*argv, "-p", "-"]) == 0
+    assert capsys.readouterr().out == typed
+    path = tmp_path / "prompt.txt"
+    path.write_bytes(b"kqbzkeaw=\r\n")
+    assert main([*argv, "-f", str(path)]) == 0
+    assert capsys.readouterr().out == typed
+    from minigptoss.cli.generate import drop_final_newline
+    assert drop_final_newline("a\n\n") == "a\n" and drop_final_newline("a") == "a"
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    help_ = " ".join(capsys.readouterr().out.split())
+    assert "dropping one trailing newline" in help_ and "one trailing newline is dropped" in help_
+    assert DEFAULT_PROMPT not in help_ and "'26023397=' for sort" in help_  # the default prompt that is used
+    assert "random tiny" not in help_
+
+
+def test_a_subcommands_unknown_flag_is_reported_against_it(capsys):
+    with pytest.raises(SystemExit, match="2"):
+        main(["generate", "-s", "1"])
+    err = capsys.readouterr().err
+    assert err.startswith("error: minigptoss generate: unrecognized arguments: -s 1 (did you mean --seed?)")
+    with pytest.raises(SystemExit, match="2"):
+        main(["run", "--tpo", "3"])
+    assert "minigptoss run: unrecognized arguments: --tpo 3 (did you mean --top?)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "Run one forward pass over the prompt" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_ = " ".join(capsys.readouterr().out.split())
+    assert all(word in help_ for word in ("COLUMNS=N", "FORCE_COLOR=1", "less -R", "NO_COLOR"))
+
+
+def test_a_large_checkpoints_cost_is_for_the_prompt_given(capsys, monkeypatch):
+    """The memory banner of a real-sized checkpoint estimates the pass the user asked for, not 256 tokens."""
+    from minigptoss.cli import common
+
+    monkeypatch.setattr(common, "COSTLY_BYTES", 0)  # the tiny model as if it were 20b-sized
+    assert main(["run", "-p", "12="]) == 0
+    assert "A 3-token pass needs about" in capsys.readouterr().out
+    assert main(["generate", "-p", "1234567=", "-n", "1", "--temp", "0"]) == 0
+    assert "A 8-token pass needs about" in capsys.readouterr().out
+
+
+def test_the_chat_header_names_the_system_text_and_wraps_at_words():
+    from minigptoss.cli import build_parser
+    from minigptoss.cli.chat import cmd_chat
+
+    args = build_parser().parse_args(["chat", "--system", "Answer briefly", "--temp", "1.0", "--seed", "3"])
+    console = Console(record=True, width=100)
+
+    def read_line(prompt):
+        raise EOFError
+
+    cmd_chat(args, console, read_line=read_line)
+    header = console.export_text().split("\n")
+    assert "--system 'Answer briefly'" in " ".join(header[:3])
+    assert "temperature 1.0" in " ".join(header[:3])  # not "temper" / "ature 1.0" (soft wrap at the edge)

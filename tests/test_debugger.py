@@ -2,6 +2,7 @@
 reading the screen it leaves. Plus: the pass runs beside the app, so the first step shows before it ends."""
 
 import asyncio
+import re
 import threading
 import time
 
@@ -65,6 +66,10 @@ def drive(session, keys, size=(80, 24), argv=(), at=None, show=None):
 
         async def snap(pilot):
             await pilot.pause()
+            for _ in range(40):  # a resize's layout can land after the pause on a busy machine; the app redraws
+                if app.drawn is None or app.drawn[2] == app.body_width():  # at the new width within a poll
+                    break
+                await pilot.pause(0.05)
             body = app.query_one("#body")
             snaps.append({"text": screen_text(app), "scroll_y": body.scroll_y, "max_scroll_y": body.max_scroll_y})
 
@@ -326,3 +331,57 @@ def test_the_first_step_shows_while_a_slow_pass_is_still_running(monkeypatch):
     assert "forward pass: layer 2/4" in first  # the progress, with its total
     assert "waiting for the forward pass to record blocks.2.attn.norm" in waiting
     assert "layer 2 of 4" in after and "waiting" not in after and "forward pass:" not in after
+
+
+def burst(*keys):
+    """A pilot action: `keys` arrive in one burst, as a fast typist's (or a paste's) do: all posted to the app
+    before it handles any, then one wait. (pilot.press waits for the app to go idle after each key.)"""
+    async def send(pilot):
+        for key in keys:
+            char = {"enter": "\r", "slash": "/", "space": " ", "full_stop": "."}.get(key, key if len(key) == 1 else None)
+            pilot.app.post_message(events.Key(key, char))
+        await pilot.pause()
+        await pilot.pause()
+    return send
+
+
+def test_keys_typed_in_one_burst_reach_the_prompt_in_order(session):
+    """`l2⏎` typed at speed lands on layer 2 (the prompt opens before the `2` is handled), then the next keys
+    move on from there; the same for g NAME ⏎ and / TEXT ⏎, with a correction (backspace) in the burst."""
+    layer, then, go, search = texts(session, [
+        burst("l", "2", "enter"), SNAP, burst("n", "n"), SNAP,
+        burst("g", *"logits", "enter"), SNAP, burst("slash", *"routex", "backspace", "r", "enter")])
+    assert title(layer).startswith("step 25/48 · blocks.2.attn.norm")
+    assert title(then).startswith("step 27/48 · blocks.2.attn.rope")
+    assert title(go).startswith("step 48/48 · logits")
+    assert title(search).startswith("step 9/48 · blocks.0.moe.router")
+
+
+def panel_rows(text):
+    """The body's lines that draw a panel's side (start with │ or a corner)."""
+    rows = [row[36:] if row.startswith("▊") else row for row in lines(text)[2:-2]]  # right of the outline
+    return [row for row in rows if row[:1] in "│╭╰"]
+
+
+@pytest.mark.parametrize("size,short,long", [((80, 24), "blocks.0.attn.qkv", "blocks.0.attn.rope"),
+                                              ((120, 40), "blocks.0.attn.rope", "blocks.0.attn")])
+def test_a_long_step_after_a_short_one_keeps_every_panel_border(session, size, short, long):
+    """From a step that fits to one that scrolls (with the outline open too): every panel line still ends in its
+    right border, left of the scrollbar, and every step is laid out at the same width."""
+    names = [s.name for s in stepper.plan(parse(), session)[1]]
+    snaps = drive(session, [at_step(names.index(short)), SNAP, at_step(names.index(long)), SNAP, "o", SNAP,
+                            at_step(names.index(short)), SNAP, at_step(names.index(long))], size=size)
+    for snap in snaps:
+        rows = panel_rows(snap["text"])
+        assert rows, snap["text"]
+        # the last column is the scrollbar's (kept even when nothing scrolls); the border is just left of it
+        assert all(row[-2] in "│╮╯" for row in rows), snap["text"]
+    assert any(snap["max_scroll_y"] > 0 for snap in snaps)  # the long step does scroll
+    assert not snaps[0]["max_scroll_y"]  # and the short one does not
+
+
+def test_the_app_names_the_model_and_its_task(session):
+    """The title line (and the keys' help) say which model this is and what it was made for."""
+    screen_, help_ = texts(session, [SNAP, "question_mark"], size=(120, 24))
+    assert "bundled tiny (random weights: expect gibberish)" in title(screen_)
+    assert re.search(r"model\s+bundled tiny \(random weights", help_)

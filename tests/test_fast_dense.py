@@ -133,3 +133,9 @@ def test_a_pass_in_another_thread_neither_blocks_nor_clobbers_the_blas_count(two
     leave.set()
     thread.join()
     assert two_blas_threads() == 2
+
+
+def test_only_last_must_be_a_bool():
+    model = minigptoss.load(minigptoss.TINY_WEIGHTS)
+    with pytest.raises(minigptoss.MinigptossError, match="forward: only_last must be True or False"):
+        model.forward([1, 2], only_last="yes")

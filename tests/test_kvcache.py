@@ -110,5 +110,5 @@ def test_truncate_boundary_on_a_sliding_layer():
     assert wide.positions[0].tolist() == list(range(10, 20)) and wide.can_truncate(17) and not wide.can_truncate(16)
     with pytest.raises(ValueError, match="out of range"):
         cache.truncate(25)
-    with pytest.raises(ValueError, match="rollback must be >= 0"):
+    with pytest.raises(ValueError, match="rollback must be a whole number >= 0"):
         MODEL.new_cache(rollback=-1)

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "minigptoss"
 STDLIB = set(sys.stdlib_module_names)
 THIRD_PARTY_ALLOWED = {
     "root": {"numpy"}, "fast": {"numpy", "numba"}, "checkpoint": {"numpy"}, "text": {"numpy", "tiktoken"},
-    "views": {"numpy", "rich"}, "cli": None,  # None: anything
+    "views": {"numpy", "rich", "IPython"}, "cli": None,  # None: anything; IPython: only inside a notebook (as rich)
 }
 FOLDERS_ALLOWED = {
     "root": {"root", "fast"}, "fast": {"root", "fast"}, "checkpoint": {"root", "checkpoint"},

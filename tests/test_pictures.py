@@ -131,8 +131,12 @@ def test_candidates_show_probability_and_log_probability_of_the_top_tokens():
     root = parse(svg.candidates_svg(logits, ["x", "y", "z"], top=2))
     tips = titles(root)
     assert "1 y: p 0.6" in tips and "2 z: p 0.3" in tips
-    assert f"1 y: log p {svg.number(np.log(0.6))}" in tips
+    assert f"p 0.6   log p {svg.number(np.log(0.6))}" in texts(root)
     assert not any(t.startswith("0 x") for t in tips)
+    # the bars grow with the probability: the most likely token's is the longest, even when its log p is ~0
+    logits = np.array([12.0, 0.0, 1.0, 2.0])  # p(0) = 0.99994, log p(0) = -6e-05
+    bars = [float(r.get("width")) for r in parse(svg.candidates_svg(logits, list("abcd"), top=4)).iter(f"{SVG}rect")]
+    assert bars == sorted(bars, reverse=True) and bars[0] > 10 * bars[-1]
 
 
 # -- views/report.py and `step --export` ---------------------------------------------------------------------------
@@ -211,8 +215,16 @@ def test_the_report_is_one_well_formed_page_with_a_section_and_pictures_per_step
     assert f"<td>0x{decoded['bytes'][0]:02X}</td>" in mlp1 and f"<td>{decoded['weights'][0]}</td>" in mlp1
     logits = page.split('<section id="logits">')[1].split("</section>")[0]
     best = int(np.argmax(session.cache["logits"][-1]))
-    assert f"<title>{best} " in logits and "log-probability" in logits
-    assert '<pre class="rich">' in attention and "<details><summary>source</summary>" in attention
+    assert f"<title>{best} " in logits and "log p" in logits
+    assert "<details><summary>source</summary>" in attention
+    # a picture is not followed by the terminal's text view of the same thing (its block glyphs read as barcodes)
+    for name in ("blocks.0.attn", "blocks.0.moe.router", "blocks.0.moe.mlp1", "logits"):
+        section = page.split(f'<section id="{name}">')[1].split("</section>")[0]
+        assert '<pre class="rich">' not in section.split("<details>")[0], name
+    assert "<th>sink S_h</th>" in attention  # what only the terminal view said: the sink logits, as a table
+    rope = page.split('<section id="blocks.0.attn.rope">')[1].split("</section>")[0]
+    assert '<pre class="rich">' in rope.split("<details>")[0]  # no picture there: the terminal view stays
+    assert all('width="100%"' in block.split(">", 1)[0] for block in pictures)  # scaled to the page's width
 
 
 def test_step_export_writes_index_html_and_prints_its_path(tmp_path, capsys):
@@ -278,3 +290,38 @@ def test_pictures_choose_a_drawing_by_what_the_tensor_is(cache):
 def test_a_picture_of_an_unrecorded_name_is_a_key_error(cache):
     with pytest.raises(KeyError, match="blocks.9.attn.probs"):
         cache.picture("blocks.9.attn.probs")
+
+
+def label_crowding(root: ET.Element) -> list[tuple[float, float]]:
+    """(spacing, font size) of every pair of neighbouring axis labels: row labels (right-aligned, one above the
+    other) and column labels (rotated, side by side). A label larger than its cell has spacing < font size."""
+    default = float(root.get("font-size", svg.FONT))
+    rows, columns = {}, {}
+    for text in root.iter(f"{SVG}text"):
+        size = float(text.get("font-size", default))
+        x, y = float(text.get("x")), float(text.get("y"))
+        if "rotate" in text.get("transform", ""):
+            columns.setdefault(round(y, 1), []).append((x, size))
+        elif text.get("text-anchor") == "end":
+            rows.setdefault(round(x, 1), []).append((y, size))
+    pairs = []
+    for line in (*rows.values(), *columns.values()):
+        line.sort()
+        pairs += [(b[0] - a[0], max(a[1], b[1])) for a, b in zip(line, line[1:])]
+    return pairs
+
+
+@pytest.mark.parametrize("T", [9, 30, 48, 64])
+def test_axis_labels_are_never_larger_than_the_cells_they_name(T):
+    """At 30 tokens the labels were font-size 8 on 7 px cells and overlapped: every label's font now fits its
+    cell, and where cells are under 6 px only every other (third, ...) label is written."""
+    rng = np.random.default_rng(T)
+    probs = rng.random((8, T, T))
+    probs /= probs.sum(-1, keepdims=True)
+    labels = [f"tok{i}" for i in range(T)]
+    pictures = [svg.attention_svg(probs, probs[:, :, 0], np.tril(np.ones((T, T), bool)), [0] * 4 + [1] * 4, labels),
+                svg.heatmap_svg(rng.random((T, 3 * T)), labels, [str(i) for i in range(3 * T)]),
+                svg.heatmap_svg(rng.random((T, 200)), labels, [str(i) for i in range(200)], cell=10)]
+    for drawing in pictures:
+        pairs = label_crowding(parse(drawing))
+        assert pairs and all(spacing >= size - 0.11 for spacing, size in pairs), min(pairs)  # (0.1 px rounding)

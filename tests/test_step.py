@@ -66,7 +66,11 @@ def test_steps_follow_the_forward_pass_and_read_only_recorded_names(session, ste
 def test_only_layer_and_break_select_the_steps(steps):
     only = stepper.select_steps(steps, stepper.parse_pieces("attn,router"), None)
     assert {s.piece for s in only} == {"attn", "router"} and len(only) == 3 * 4
-    assert stepper.parse_pieces("attention, RMSNorm") == {"attn", "norm"}
+    assert stepper.parse_pieces("attention, RMSNorm") == {"attn", "attn_out", "norm"}
+    # the aliases select what they name: the sinks live in the attention step, the experts run mlp1 .. mlp2
+    assert [s.name for s in stepper.select_steps(steps, stepper.parse_pieces("sinks"), {1})] == ["blocks.1.attn"]
+    assert [s.name for s in stepper.select_steps(steps, stepper.parse_pieces("experts"), {1})] == \
+        ["blocks.1.moe.mlp1", "blocks.1.moe.swiglu", "blocks.1.moe.mlp2", "blocks.1.moe"]
     with pytest.raises(UsageError, match="unknown piece 'bogus'"):
         stepper.parse_pieces("attn,bogus")
     layer2 = stepper.select_steps(steps, None, stepper.parse_layers("2", 4))
@@ -77,6 +81,10 @@ def test_only_layer_and_break_select_the_steps(steps):
     assert steps[stepper.find_break(steps, "blocks.3.moe")].name == "blocks.3.moe"
     assert steps[stepper.find_break(steps, "blocks.2")].name == "blocks.2.attn.norm"
     assert steps[stepper.find_break(steps, "*.router")].name == "blocks.0.moe.router"
+    # a step's last name breaks in every layer, as gdb's `break NAME` does
+    assert [steps[i].name for i in stepper.break_indices(steps, steps, ["attn"])] == \
+        [f"blocks.{n}.attn" for n in range(4)]
+    assert steps[stepper.find_break(steps, "router")].name == "blocks.0.moe.router"
     with pytest.raises(UsageError, match="matches no step"):
         stepper.find_break(steps, "blocks.9.attn")
     # the breakpoint counts in the full list, the walk starts at the first selected step at or after it
@@ -132,8 +140,13 @@ def test_attention_view_shows_the_sink_column_and_the_sliding_window_band(sessio
     n = pattern_size(80, T)
     first_query = T - n
     assert n < T and n > window  # the grid is wide enough to show where the band ends
-    assert lines[0].startswith("h0 kv0")
-    grid = [line[:2 + n] for line in lines[1:1 + n]]  # head 0: sink cell, │, one cell per key
+    at = lines[0].index("h0 kv0")  # the heads sit right of the query labels
+    assert lines[1][at:at + 2 + n] == "s│" + "".join(str(j % 10) for j in range(first_query, T))  # key positions
+    grid = [line[at:at + 2 + n] for line in lines[2:2 + n]]  # head 0: sink cell, │, one cell per key
+    labels = [line[:at].split() for line in lines[2:2 + n]]  # each query row starts with its token and position
+    assert [int(label[-1]) for label in labels] == list(range(first_query, T))
+    assert all(label[0] == session.tokenizer.decode([session.tokens[int(label[-1])]])[:1] for label in labels
+               if len(label) == 2 and session.tokenizer.decode([session.tokens[int(label[-1])]]).strip())
     mask, sink_mass = session.cache["blocks.0.attn.mask"], session.cache["blocks.0.attn.sink_mass"]
     for row, line in enumerate(grid):
         i = first_query + row
@@ -146,12 +159,12 @@ def test_attention_view_shows_the_sink_column_and_the_sliding_window_band(sessio
     assert grid[-1][2:] == " " * (n - window) + grid[-1][2 + n - window:] and " " not in grid[-1][2 + n - window:]
     assert f"outside the window of {window}" in " ".join(" ".join(lines).split()) and "sliding, window 8" in text
     assert "grouped-query attention: kv0 <- q0..q3,  kv1 <- q4..q7" in text
-    sink_rows = [line for line in lines if re.match(r"\s+h\d+\s+kv\d", line)]
+    sink_rows = [line for line in lines if re.match(r"\s+h\d+\s+kv\d+\s+-?[\d.]", line)]
     assert len(sink_rows) == session.config.num_attention_heads
     assert f"{sink_mass[0].mean():.3f}" in sink_rows[0] and f"{sink_mass[0, -1]:.3f}" in sink_rows[0]
     # layer 1 is full causal: no band, every key up to the query is shown
     lines = view_lines(screen(session, steps, "blocks.1.attn"), "attention with sinks")
-    last = lines[n][2:2 + n]
+    last = lines[1 + n][at + 2:at + 2 + n]
     assert " " not in last and "full causal" in screen(session, steps, "blocks.1.attn")
 
 
@@ -270,3 +283,47 @@ def test_intervene_prints_each_step_beside_the_patched_runs(capsys):
     assert max(len(line) for line in text.split("\n")) <= 100
     assert main(["step", "--weights", "tiny", "--no-pause", "--intervene", "zero head 9 0"]) == 2
     assert "layer 9 does not exist" in capsys.readouterr().err
+
+
+def test_per_token_tables_show_every_position(session, steps):
+    """RMSNorm's and the MoE combine's tables list every position of the prompt (the body scrolls), from 0."""
+    T = len(session.tokens)
+    for name, title in (("blocks.0.attn.norm", "RMSNorm"), ("blocks.0.moe", "MoE combine + residual")):
+        positions = [int(line.split()[0]) for line in view_lines(screen(session, steps, name), title)
+                     if line.split() and line.split()[0].isdigit()]
+        assert positions == list(range(T)), name
+
+
+def test_an_interventions_column_describes_its_own_run(session, steps):
+    """Side by side, the patched column's texts come from the patched pass: `window off` drops `i - j < 8`
+    (the recorded mask keeps far keys), `sinks off` gives -inf sink logits; both columns lay out the heads alike."""
+    from minigptoss.cli.compare import parse_intervention, patched_session, side_by_side
+    from minigptoss.views.steps import step_body
+
+    attn = next(s for s in steps if s.name == "blocks.0.attn")
+    for preset, unwanted, wanted in (("window off", "i - j < 8", "switched the window of 8 off"),
+                                     ("sinks off", None, "-inf (off)")):
+        other = patched_session(session, parse_intervention(preset, session.config))
+        console = Console(record=True, width=120)
+        console.print(side_by_side([session, other], attn, 120, lambda s, step, w: step_body(s, step, width=w)))
+        left, right = [], []
+        for line in console.export_text().split("\n"):
+            left.append(line[:60])
+            right.append(line[60:])
+        left, right = "\n".join(left), "\n".join(right)
+        assert wanted in right and wanted not in left, preset
+        if unwanted:
+            assert unwanted in " ".join(left.split()) and unwanted not in " ".join(right.split()), preset
+        heads_rows = lambda text: [re.findall(r"h\d+ kv\d+", line) for line in text.split("\n")
+                                   if re.search(r"h\d+ kv\d+\s+h\d+ kv\d+", line)]
+        assert heads_rows(left) == heads_rows(right) and heads_rows(left), preset
+
+
+def test_the_printed_mode_names_a_bundled_model_in_one_short_line(capsys):
+    """Not the three-line site-packages path of a wheel install: the bundled model's short name and task."""
+    assert main(["step", "--weights", "sort", "--no-pause", "--only", "tokens"]) == 0
+    first = capsys.readouterr().out.split("\n")[0]
+    assert first.startswith("minigptoss step on bundled sort (trained to sort 1-10 digits") and "site-packages" not in first
+    from minigptoss.cli.common import model_name
+    import minigptoss
+    assert model_name(minigptoss.bundled("chat")) == "bundled chat" and model_name("/tmp/x") == "/tmp/x"

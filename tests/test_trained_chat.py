@@ -1,4 +1,5 @@
-"""The trained chat model in tiny_weights/chat answers in harmony: analysis, then final, then <|return|>.
+"""The trained chat model in tiny_weights/chat answers in harmony: analysis, then final, then <|return|>; a
+message that is not "sort " and 1-8 digits gets the analysis "not a sort request." and says what it can do.
 
 The prompt is what `minigptoss chat` renders with the model's defaults.json (a system message that reads
 "Reasoning: low") and one user message "sort 60237"; the model writes
@@ -44,26 +45,28 @@ def test_defaults_json_gives_the_prompt_the_model_was_trained_on():
                                         "<|start|>user<|message|>sort 60237<|end|><|start|>assistant")
 
 
+def test_held_out_sets_are_fixed_distinct_and_of_their_kind():
+    sets = tasks.chat_held_out_sets()
+    assert sets == tasks.chat_held_out_sets() and list(sets) == ["1-8 digits", "repeated digits", "not a sort request"]
+    for kind, questions in sets.items():
+        assert len(questions) == len(set(questions)) >= 100, kind
+    assert {len(q) - 5 for q in sets["1-8 digits"]} == set(range(1, 9))
+    assert all(tasks.is_sort_request(q) and len(set(q[5:])) < len(q[5:]) for q in sets["repeated digits"])
+    assert not any(tasks.is_sort_request(q) for q in sets["not a sort request"])
+    assert {tasks.chat_answer(q) for q in sets["not a sort request"]} == {tasks.NOT_SORT_ANSWER}
+
+
 def test_training_generator_rejects_held_out_questions():
-    held = tasks.chat_held_out()
-    assert len(held) == len(set(held)) == tasks.CHAT_HELD_OUT >= 100
-
-    class Replay(random.Random):  # draws the first held-out question, then random ones
-        def __init__(self):
-            super().__init__(0)
-            self.ints, self.chars = [len(held[0]) - 5], list(held[0][5:])
-
-        def randint(self, a, b):
-            return self.ints.pop(0) if self.ints else super().randint(a, b)
-
-        def choice(self, seq):
-            return self.chars.pop(0) if self.chars and seq == tasks.DIGITS else super().choice(seq)
-
-    rng = Replay()
-    batch = tasks.chat_training_batch(rng, 3, set(held))
-    assert not rng.chars  # the held-out question was drawn ...
-    questions = {tokenizer.decode(p).split("user<|message|>")[-1].split("<|end|>")[0] for p, _ in batch}
-    assert held[0] not in questions  # ... and rejected
+    """Short held-out requests ('sort 7': 1 of 10 single digits) would come up often; none does, in the question
+    or in an earlier turn."""
+    held = tasks.chat_all_held_out()
+    rng, seen = random.Random(0), []
+    for _ in range(60):
+        for prompt, _ in tasks.chat_training_batch(rng, 32, held):
+            text = tokenizer.decode(prompt)
+            seen += [part.split("<|end|>")[0] for part in text.split("user<|message|>")[1:]]
+    assert len(seen) > 1900 and not set(seen) & held
+    assert sum(q == "sort 7" for q in tasks.chat_held_out_sets()["1-8 digits"]) == 1
 
 
 def test_decoded_experts_give_the_same_logits():
@@ -96,17 +99,26 @@ def test_the_chat_command_builds_the_prompt_the_model_was_trained_on():
     assert stop_tokens(tokenizer) == STOP
 
 
-def test_held_out_questions_answered_in_harmony():
-    """100 held-out questions through the chat command's prompt, stop tokens and parser. Completions are greedy;
-    tasks.greedy_completion gives exactly what model.generate gives (one teacher-forced pass, decoding for real
-    from the first token that differs: checked below against model.generate)."""
-    questions = tasks.chat_held_out()[:100]
-    valid = right = 0
-    for q in questions:
-        completion = tasks.greedy_completion(fast, chat_command_prompt(q), tasks.chat_completion_ids(q), STOP, 80)
-        ok, answer = chat_command_reading(completion)
-        valid, right = valid + ok, right + (answer == tasks.chat_answer(q))
-    assert valid / len(questions) >= 0.99 and right / len(questions) >= 0.95, (valid, right)
+def test_held_out_messages_answered_at_the_chat_commands_defaults():
+    """40 held-out messages of each kind through the chat command's prompt, stop tokens, parser and default
+    temperature (defaults.json); tools/train/measure_chat.py runs every held-out message through run_turn itself
+    (README: 198 of 198, 97 of 100 with repeated digits, 200 of 200 not sort requests). Greedy completions come
+    from tasks.greedy_completion: exactly what model.generate gives (one teacher-forced pass, decoding for real
+    from the first token that differs; checked below). Every reply is valid harmony with the right analysis and
+    a final answer of digits or the one sentence: no reserved or special token."""
+    assert model_defaults(model).temperature == 0.0  # the chat command samples greedily unless told otherwise
+    least = {"1-8 digits": 40, "repeated digits": 38, "not a sort request": 39}
+    for kind, questions in tasks.chat_held_out_sets().items():
+        wrong = []
+        for q in questions[::len(questions) // 40][:40]:
+            completion = tasks.greedy_completion(fast, chat_command_prompt(q), tasks.chat_completion_ids(q), STOP, 128)
+            ok, answer = chat_command_reading(completion)
+            analysis = tokenizer.decode(completion).split("<|message|>")[1].split("<|end|>")[0]
+            assert ok and analysis == tasks.chat_analysis(q) and "<|" not in answer, (q, tokenizer.decode(completion))
+            assert answer.isdigit() if tasks.is_sort_request(q) else answer == tasks.NOT_SORT_ANSWER, (q, answer)
+            if answer != tasks.chat_answer(q):
+                wrong.append((q, answer))
+        assert 40 - len(wrong) >= least[kind], (kind, wrong)
 
 
 def test_the_chat_command_answers_for_real():
@@ -118,23 +130,23 @@ def test_the_chat_command_answers_for_real():
     from minigptoss.cli.chat import chat_loop
     from minigptoss.cli.talk import Out, Sampling
 
-    q1, q2 = tasks.chat_held_out()[:2]
+    q1, q2 = tasks.chat_held_out()[-1], tasks.chat_held_out_sets()["not a sort request"][0]
     lines = iter([q1, q2, "/exit"])
     file = io.StringIO()
-    chat_loop(model, tokenizer, Sampling(80, temperature=0.0), Out(Console(file=file, width=120)),
+    chat_loop(model, tokenizer, Sampling(128, temperature=0.0), Out(Console(file=file, width=120)),
               lambda prompt: next(lines), system_messages(None, None, model_defaults(model)))
     shown = file.getvalue()
     assert shown.count("Thinking...") == 2 and shown.count("stopped at <|return|>") == 2
-    assert tasks.chat_answer(q1) in shown and tasks.chat_answer(q2) in shown
+    assert tasks.chat_answer(q1) in shown and tasks.chat_answer(q2) in shown and tasks.NOT_SORT_ANALYSIS in shown
     assert "more cached" in shown  # the second turn prefilled only what the cache did not hold
 
 
 def test_generate_matches_shortcut_and_parses():
     """A few completions generated for real, token by token with the KV cache, as `minigptoss chat` does."""
-    for q in [tasks.CHAT_DEFAULT_QUESTION, *tasks.chat_held_out()[:2]]:
+    for q in [tasks.CHAT_DEFAULT_QUESTION, *tasks.chat_held_out()[:2], tasks.chat_held_out_sets()["not a sort request"][1]]:
         prompt = chat_command_prompt(q)
-        real = [int(t) for t in model.generate(prompt, max_new_tokens=80, temperature=0.0, stop_tokens=STOP)]
-        assert real == tasks.greedy_completion(model, prompt, tasks.chat_completion_ids(q), STOP, 80)
+        real = [int(t) for t in model.generate(prompt, max_new_tokens=128, temperature=0.0, stop_tokens=STOP)]
+        assert real == tasks.greedy_completion(model, prompt, tasks.chat_completion_ids(q), STOP, 128)
         assert chat_command_reading(real) == (True, tasks.chat_answer(q)), tokenizer.decode(real)
 
 

@@ -10,7 +10,13 @@
         "model_identity": null,      replaces reasoning_effort
         "knowledge_cutoff": null,
         "valid_channels": []
-      }
+      },
+      "about": "trained to ...",     what the model was trained to do, in a few words: the banners of step, run,
+                                     generate and chat show it after the model's name, with the prompt to try
+      "tasks": ["[0-9]{1,10}="],     the prompts it was trained on, as Python regular expressions matched against
+                                     the whole prompt text (the user's message, with "harmony"); step warns that
+                                     the answer to a prompt matching none of them will be noise
+      "temperature": 0.0             the sampling temperature of generate and chat when no --temp is given
     }
 
 Every key is optional; a folder without the file (a downloaded gpt-oss) gets the commands' own defaults. The
@@ -19,6 +25,7 @@ message, "Reasoning: low", instead of harmony's ~190-character default, which wo
 conversation the tiny model was trained on). What it does not do: render anything (text/harmony.py does).
 """
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +33,7 @@ from ..config import read_json
 from .files import CheckpointError
 
 FILE_NAME = "defaults.json"
+FIELDS = ("prompt", "harmony", "system", "about", "tasks", "temperature")
 SYSTEM_FIELDS = {"reasoning_effort": (str, type(None)), "current_date": (str, type(None)),
                  "model_identity": (str, type(None)), "knowledge_cutoff": (str, type(None)),
                  "valid_channels": (list,), "channel_required": (bool,)}
@@ -37,6 +45,20 @@ class ModelDefaults:
     prompt: str | None = None
     harmony: bool = False
     system: dict = field(default_factory=dict)  # SystemMessage keyword arguments (valid_channels as a tuple)
+    about: str | None = None
+    tasks: tuple = ()  # compiled regular expressions
+    temperature: float | None = None
+
+    def about_line(self) -> str | None:
+        """What the model was trained to do and a prompt to try: 'trained to sort ...; try 26023397=' (None if
+        the folder does not say)."""
+        if not self.about:
+            return None
+        return f"{self.about}; try {self.prompt}" if self.prompt else self.about
+
+    def in_tasks(self, text: str) -> bool:
+        """The prompt text is one the model was trained on (True when the folder names no tasks)."""
+        return not self.tasks or any(pattern.fullmatch(text) for pattern in self.tasks)
 
 
 def read_defaults(folder) -> ModelDefaults:
@@ -49,15 +71,34 @@ def read_defaults(folder) -> ModelDefaults:
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object with prompt, harmony and system, got "
                               f"{type(data).__name__}")
-    unknown = sorted(set(data) - {"prompt", "harmony", "system"})
+    unknown = sorted(set(data) - set(FIELDS))
     if unknown:
-        raise CheckpointError(f"{path}: unknown field {unknown[0]!r} (known: prompt, harmony, system)")
+        raise CheckpointError(f"{path}: unknown field {unknown[0]!r} (known: {', '.join(FIELDS)})")
     prompt, harmony, system = data.get("prompt"), data.get("harmony", False), data.get("system", {})
     if prompt is not None and (not isinstance(prompt, str) or not prompt):
         raise CheckpointError(f"{path}: 'prompt' must be a non-empty string, got {prompt!r}")
     if not isinstance(harmony, bool):
         raise CheckpointError(f"{path}: 'harmony' must be true or false, got {harmony!r}")
-    return ModelDefaults(prompt, harmony, _system(path, system))
+    about, temperature = data.get("about"), data.get("temperature")
+    if about is not None and (not isinstance(about, str) or not about or "\n" in about):
+        raise CheckpointError(f"{path}: 'about' must be a one-line string, got {about!r}")
+    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                    or not 0 <= temperature <= 100):
+        raise CheckpointError(f"{path}: 'temperature' must be a number from 0 to 100, got {temperature!r}")
+    return ModelDefaults(prompt, harmony, _system(path, system), about, _tasks(path, data.get("tasks", [])),
+                         None if temperature is None else float(temperature))
+
+
+def _tasks(path: Path, tasks) -> tuple:
+    if not isinstance(tasks, list) or not all(isinstance(t, str) and t for t in tasks):
+        raise CheckpointError(f"{path}: 'tasks' must be a list of regular expressions (strings), got {tasks!r}")
+    compiled = []
+    for text in tasks:
+        try:
+            compiled.append(re.compile(text))
+        except re.error as error:
+            raise CheckpointError(f"{path}: 'tasks' entry {text!r} is not a regular expression ({error})") from None
+    return tuple(compiled)
 
 
 def _system(path: Path, system) -> dict:

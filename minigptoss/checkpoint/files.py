@@ -31,18 +31,22 @@ Do not change a file while a model loaded from it is in use: the tensors ARE the
 or rewriting it in place (`cp new.safetensors model.safetensors`, a download resuming over it), kills the
 process with SIGBUS the next time a page past the new end is touched, or silently changes the numbers; Python
 cannot catch that signal. Replacing it by rename (`mv`, an atomic save) is safe: the map keeps the old file.
-There is no cheap guard: a check of size and mtime when a tensor is first touched would miss the expert pages
-that are read again on every pass, so this is documented instead.
+Guarded: before each pass `Model.forward` compares every file's size and modification time (fstat of the file
+it keeps open) with what `load` saw, and a change made between passes is one CheckpointError instead of SIGBUS.
+Not guarded: a change made during a pass (between the check and the pages it reads), which can still kill the
+process; and a rewrite that keeps both size and modification time.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import json
 import math
 import mmap
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -51,6 +55,7 @@ import numpy as np
 
 from . import hf
 from .. import environment
+from ..attention import CHUNK_BYTES
 from ..config import Config, ConfigError, open_regular, read_json
 from ..errors import MinigptossError
 from ..mxfp4 import decode_mxfp4
@@ -156,8 +161,22 @@ class SafetensorsFile:
 
     def __init__(self, path):
         self.path = Path(path)
+        self._file = open_regular(self.path, CheckpointError)  # kept open: the file mapped and checked is this one
+        self.seen = _signature(os.fstat(self._file.fileno()))
         self.header, self.data_start = read_safetensors_header(self.path)
         self._map: mmap.mmap | None = None
+
+    def check_unchanged(self) -> None:
+        """One CheckpointError if the file was truncated, grown or rewritten in place since it was loaded (its size
+        or modification time differ from what `load` saw), before a pass touches a page past its new end (SIGBUS).
+        A file replaced by rename is not a change: the open file and the map are still the old one."""
+        now = _signature(os.fstat(self._file.fileno()))
+        if now != self.seen:
+            how = (f"it now holds {now[0]} bytes, not {self.seen[0]}" if now[0] != self.seen[0] else
+                   "rewritten in place: its modification time changed")
+            raise CheckpointError(f"{self.path}: the file changed after the model was loaded ({how}); load the "
+                                  f"checkpoint again (its tensors are the file's pages, so a pass over the changed "
+                                  f"file could crash the process or give other numbers)")
 
     def dtype(self, name: str) -> str:
         return self.header[name]["dtype"]
@@ -189,9 +208,13 @@ class SafetensorsFile:
 
     def _mapped(self) -> mmap.mmap:
         if self._map is None:
-            with open_regular(self.path, CheckpointError) as f:
-                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
         return self._map
+
+
+def _signature(status: os.stat_result) -> tuple[int, int]:
+    """What `check_unchanged` compares: the size and the modification time in nanoseconds."""
+    return status.st_size, status.st_mtime_ns
 
 
 def header_bytes(specs: dict[str, tuple[str, tuple[int, ...]]]) -> bytes:
@@ -265,19 +288,55 @@ class CheckpointInfo:
         return self.expert_bytes + self.other_bytes
 
 
+def _kind(path: Path) -> str:
+    """"file", "folder", "other" or "missing" (absent, a dangling symlink, a symlink loop): what `path` is, or
+    one CheckpointError naming it when it cannot be looked at (a folder on the way without search permission)."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except OSError as problem:
+        if problem.errno == errno.ELOOP:
+            return "missing"
+        blocked = next((folder for folder in path.parents if _stats(folder)), None)  # the one it cannot search
+        if blocked is None:
+            raise CheckpointError(f"{path}: cannot look at it ({problem.strerror})") from None
+        raise CheckpointError(f"{blocked}: cannot look inside the folder for {path.relative_to(blocked)} "
+                              f"({problem.strerror})") from None
+    return "file" if stat.S_ISREG(mode) else "folder" if stat.S_ISDIR(mode) else "other"
+
+
+def _stats(path: Path) -> bool:
+    try:
+        path.stat()
+        return True
+    except OSError:
+        return False
+
+
+def safetensors_in(folder: Path) -> list[Path]:
+    """The *.safetensors entries of `folder`, sorted, or one CheckpointError if the folder cannot be listed
+    (Path.glob would silently find nothing in a folder without read permission)."""
+    try:
+        return sorted(entry for entry in folder.iterdir() if entry.name.endswith(".safetensors"))
+    except OSError as problem:
+        raise CheckpointError(f"{folder}: cannot list the folder ({problem.strerror})") from None
+
+
 def find_checkpoint(path) -> tuple[str, Path, str]:
-    """Which layout a path holds: -> ("original" or "hf", the folder to read, how it was found)."""
+    """Which layout a path holds: -> ("original" or "hf", the folder to read, how it was found). A folder or
+    file that cannot be looked at or listed (permissions) is one CheckpointError naming it."""
     given = Path(path)
-    folder = given.parent if given.is_file() else given
-    if not folder.is_dir():
+    folder = given.parent if _kind(given) == "file" else given
+    if _kind(folder) != "folder":
         raise CheckpointError(f"{given}: no such folder (expected a gpt-oss checkpoint: config.json + "
                               f"*.safetensors, or a downloaded model holding original/)")
     original = folder / "original"
-    if (original / "config.json").is_file() and any(original.glob("*.safetensors")):
-        beside = "; the Hugging Face files beside it are not used" if (folder / "config.json").is_file() else ""
+    if _kind(original / "config.json") == "file" and safetensors_in(original):
+        beside = "; the Hugging Face files beside it are not used" if _kind(folder / "config.json") == "file" else ""
         return "original", original, f"the original/ folder of a downloaded model in {folder}{beside}"
     config_path = folder / "config.json"
-    if not config_path.is_file():
+    if _kind(config_path) != "file":
         raise CheckpointError(f"{folder}: no config.json (expected a gpt-oss checkpoint folder: config.json + "
                               f"*.safetensors, or a downloaded model holding original/)")
     if hf.is_hf_config(read_json(config_path)):
@@ -311,11 +370,18 @@ def open_checkpoint(path, cache_bytes: int | None = None) -> tuple[Config, LazyW
     budget = default_cache_budget() if cache_bytes is None else int(cache_bytes)
     keep = cache_plan(stored, budget)
     weights = LazyWeights(stored, keep)
+    weights.check_files = functools.partial(_check_unchanged, tuple(files))
     experts = sum(s.nbytes for name, s in stored.items() if ".mlp.mlp" in name and not name.endswith("_bias"))
     total = sum(s.nbytes for s in stored.values())
     info = CheckpointInfo(layout, folder, how, tuple(file.path for file in files), experts, total - experts,
                           weights.planned_bytes(), budget)
     return config, weights, info
+
+
+def _check_unchanged(files: tuple[SafetensorsFile, ...]) -> None:
+    """Every file of a loaded checkpoint still as `load` saw it (a few fstat calls: cheap before each pass)."""
+    for file in files:
+        file.check_unchanged()
 
 
 def _open_files(files: list[Path]) -> dict[str, SafetensorsFile]:
@@ -333,7 +399,7 @@ def _open_files(files: list[Path]) -> dict[str, SafetensorsFile]:
 
 def _open_original(folder: Path):
     config = Config.from_json(folder / "config.json")
-    files = sorted(folder.glob("*.safetensors"))
+    files = safetensors_in(folder)
     if not files:
         raise CheckpointError(f"{folder}: no *.safetensors file next to config.json")
     where = _open_files(files)
@@ -367,8 +433,8 @@ def _open_hf(folder: Path):
 def _hf_files(folder: Path) -> list[Path]:
     """The safetensors files of a Hugging Face folder: those its index names, or all of them."""
     index_path = folder / "model.safetensors.index.json"
-    if not index_path.is_file():
-        files = sorted(folder.glob("*.safetensors"))
+    if _kind(index_path) != "file":
+        files = safetensors_in(folder)
         if not files:
             raise CheckpointError(f"{folder}: no *.safetensors file next to config.json")
         return files
@@ -379,7 +445,7 @@ def _hf_files(folder: Path) -> list[Path]:
     files = []
     for file_name in dict.fromkeys(weight_map.values()):
         path = folder / file_name
-        if Path(file_name).name != file_name or not path.is_file():
+        if Path(file_name).name != file_name or _kind(path) != "file":
             raise CheckpointError(f"{index_path}: names file {file_name!r}, which is not in {folder}")
         files.append(path)
     for path in files:  # the index and the files' headers must agree
@@ -463,7 +529,11 @@ def working_bytes(config: Config, tokens: int, context: int = 0) -> int:
     H, I, k = c.hidden_size, c.intermediate_size, c.experts_per_token
     qkv_rows = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim
     logits = 2 * T * c.vocab_size * 4  # logits, and one temporary
-    attention = 4 * c.num_attention_heads * T * S * 4  # scores, exp, probs, mask-sized temporaries
+    # scores, exp, probs, mask-sized temporaries: whole up to CHUNK_BYTES of scores, else fast/attention.py's
+    # chunks (a few MiB) and its per-layer copies of q, k, v and z
+    scores = 4 * c.num_attention_heads * T * S
+    attention = 4 * scores if scores <= CHUNK_BYTES else \
+        16 * 2**20 + 4 * 2 * (T + S) * c.num_attention_heads * c.head_dim
     moe = 3 * T * k * (2 * I + I + H) * 4  # mlp1, swiglu, expert_out and gathered rows
     widened = (qkv_rows + H) * H * 4  # one layer's attention weights widened per use
     decode = 2 * (2 * I) * H * 4 // 8  # decoded expert chunks (fastmxfp4), generous

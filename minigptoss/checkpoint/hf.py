@@ -83,10 +83,34 @@ def _rope(data: dict, source: str) -> dict:
         return plain | ({"rope_theta": rope["rope_theta"]} if "rope_theta" in rope else {})
     if kind != "yarn":
         raise ConfigError(f"{source}: field 'rope_scaling.rope_type' is {kind!r:.80}; gpt-oss uses 'yarn'")
+    _check_attention_factor(rope, source)
     if rope.get("truncate", False):
         raise ConfigError(f"{source}: field 'rope_scaling.truncate' is true; gpt-oss's YaRN does not round its "
                           f"ramp bounds (truncate: false)")
     return rope
+
+
+def _check_attention_factor(rope: dict, source: str) -> None:
+    """YaRN's attention scaling as transformers would take it from rope_scaling (attention_factor, else
+    mscale / mscale_all_dim, else 0.1 ln(factor) + 1) must be gpt-oss's 0.1 ln(factor) + 1, the one implemented."""
+    factor = rope.get("factor", 1.0)
+    if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not factor >= 1:
+        return  # Config names a bad factor
+    mscale = lambda m: 0.1 * m * math.log(factor) + 1 if factor > 1 else 1.0  # noqa: E731 (transformers' get_mscale)
+    ours = mscale(1.0)
+    for key in ("attention_factor", "mscale", "mscale_all_dim"):
+        value = rope.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise ConfigError(f"{source}: field 'rope_scaling.{key}' must be a number, got {value!r:.80}")
+    theirs, key = ours, None
+    if rope.get("attention_factor") is not None:
+        theirs, key = rope["attention_factor"], "attention_factor"
+    elif rope.get("mscale") and rope.get("mscale_all_dim"):
+        theirs, key = mscale(rope["mscale"]) / mscale(rope["mscale_all_dim"]), "mscale"
+    if not math.isclose(theirs, ours, rel_tol=1e-6):
+        raise ConfigError(f"{source}: field 'rope_scaling.{key}' gives YaRN an attention scaling of {theirs:.6g}; "
+                          f"gpt-oss uses 0.1 ln(factor) + 1 = {ours:.6g}, the only one minigptoss implements")
 
 
 def config_from_hf(data: dict, source: str = "config.json") -> Config:
@@ -135,6 +159,9 @@ def _check_constants(data: dict, source: str) -> None:
     fixed = {"rms_norm_eps": RMS_NORM_EPS, "swiglu_alpha": SWIGLU_ALPHA, "tie_word_embeddings": False,
              "attention_bias": True}
     for key, expected in fixed.items():
+        if key in data and isinstance(expected, bool) and not isinstance(data[key], bool):
+            raise ConfigError(f"{source}: field {key!r} must be the JSON boolean {str(expected).lower()} (gpt-oss "
+                              f"and minigptoss use {expected!r}), got {data[key]!r:.80}")
         if key in data and data[key] != expected and not (
                 isinstance(expected, float) and isinstance(data[key], float)
                 and math.isclose(data[key], expected, rel_tol=1e-9)):

@@ -138,6 +138,7 @@ class LazyWeights(Mapping):
     def __init__(self, stored: Mapping[str, Stored], keep=(), chunk_bytes: int = 4 * 2**20):
         self.stored, self.keep, self.chunk_bytes = dict(stored), frozenset(keep), chunk_bytes
         self.on_first_use: Callable[[str, int], None] | None = None
+        self.check_files: Callable[[], None] | None = None  # raises if a file changed since loading (files.py)
         self._kept: dict[str, np.ndarray] = {}
         self._overrides: dict[str, np.ndarray] = {}
         self._touched: set[str] = set()

@@ -32,7 +32,10 @@ __all__ = ["DEFAULT_PROMPT", "UsageError", "build_parser", "main"]
 
 
 def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog="minigptoss", description="Run and inspect gpt-oss in pure NumPy.")
+    parser = OneLineParser(prog="minigptoss", description="Run and inspect gpt-oss in pure NumPy.",
+                           epilog="output: drawn for the terminal's width; piped, 80 columns unless COLUMNS=N, and "
+                                  "without colours unless FORCE_COLOR=1 (FORCE_COLOR=1 minigptoss step --no-pause | "
+                                  "less -R pages it in colour); NO_COLOR=1 turns colours off")
     parser.add_argument("--version", action="version", version=f"minigptoss {__version__}")
     parser.set_defaults(handler=lambda args, console: parser.print_help())  # `minigptoss` alone: the help
     commands = parser.add_subparsers(dest="command")
@@ -76,18 +79,30 @@ class Stdout:
         self.stream = stream
 
     def write(self, text: str) -> int:
+        self._check_open()
         try:
             return self.stream.write(text)
         except OSError as error:
             raise StdoutError(error.errno, error.strerror) from None
 
     def flush(self) -> None:
+        if self.stream is None:  # nothing was written (else write said so)
+            return
         try:
             self.stream.flush()
         except OSError as error:
             raise StdoutError(error.errno, error.strerror) from None
 
+    def _check_open(self) -> None:
+        """`minigptoss run >&-`: Python starts with sys.stdout None when file descriptor 1 is closed."""
+        if self.stream is None:
+            raise StdoutError(errno.EBADF, "it is closed")
+
     def __getattr__(self, name):  # isatty, fileno, encoding, ...: the stream's own
+        if self.stream is None:
+            if name == "isatty":
+                return lambda: False
+            self._check_open()
         return getattr(self.stream, name)
 
 

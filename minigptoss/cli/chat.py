@@ -16,23 +16,28 @@ import random
 import sys
 
 from rich.console import Console
+from rich.text import Text
 
 from ..text.harmony import Message, render_conversation
-from .common import CHAT_WEIGHTS, add_model_arguments, get_tokenizer, load_model, model_defaults
+from .common import (CHAT_WEIGHTS, add_model_arguments, get_tokenizer, load_model, model_banner, model_defaults,
+                     say_cost)
 from .talk import (CHAT_COMMANDS, CHAT_MAX_TOKENS, Out, Sampling, Stats, add_sampling_flags,
                    final_answer, run_turn, system_messages)
 
 
 def cmd_chat(args, console: Console, read_line=None) -> None:
     """`minigptoss chat`: load the model and talk to it until /exit, /quit, Ctrl-D or Ctrl-C."""
-    sampling = Sampling.from_args(args)
     model, path = load_model(args.weights, console, default=CHAT_WEIGHTS)
     tokenizer = get_tokenizer(model.config.vocab_size)
     defaults = model_defaults(model)
+    sampling = Sampling.from_args(args, defaults.temperature)
     system = system_messages(args.reasoning, args.system, defaults)
     out = Out(console)
-    out.write(f"minigptoss chat on {path}: {model.config.num_hidden_layers} layers, vocabulary "
-              f"{model.config.vocab_size}, reasoning {system[0].reasoning_effort}, {sampling.describe()}\n", "bold")
+    say_cost(console, model, len(render_conversation(system, tokenizer)) + 64)  # the first turn, about
+    instructions = f", --system {args.system!r}" if args.system else ""
+    console.print(Text(f"minigptoss chat on {model_banner(model, path)}: {model.config.num_hidden_layers} layers, "
+                       f"vocabulary {model.config.vocab_size}, reasoning {system[0].reasoning_effort}"
+                       f"{instructions}, {sampling.describe()}", style="bold"), highlight=False)  # wrapped at words
     if tokenizer.n_vocab != 201088 and not defaults.harmony:
         out.write("This is a tiny model with random weights: expect gibberish, often not even valid harmony.\n",
                   "dim")

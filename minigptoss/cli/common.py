@@ -6,6 +6,7 @@ become one line and exit status 2 (`cli.main`); anything else is a bug and keeps
 """
 
 import argparse
+import difflib
 import os
 import sys
 import threading
@@ -25,7 +26,7 @@ from ..checkpoint.defaults import ModelDefaults, read_defaults
 from ..errors import MinigptossError
 from ..fast.compiled import kernel_name
 from ..text.harmony import Message, SystemMessage, render_conversation
-from ..text.tokenizer import tokenizer_for
+from ..text.tokenizer import IdTokenizer, no_tokenizer, tokenizer_or_ids
 
 DEFAULT_PROMPT = "Hello, gpt-oss! What is 2 + 2?"  # for a model whose folder names no prompt (defaults.json)
 DEFAULT_WEIGHTS = "sort"  # the bundled tiny model trained to sort digits and repeat letters; "tiny": the random one
@@ -36,21 +37,45 @@ class UsageError(MinigptossError):
     """Bad input from the user: printed as one line, exit status 2."""
 
 
-def parse_token_ids(text: str) -> list[int]:
+def parse_token_ids(text: str, vocab_size: int | None = None) -> list[int]:
+    """--tokens 1,2,3 -> [1, 2, 3]: at least one id, each inside the model's vocabulary [0, vocab_size)."""
     try:
-        return [int(part) for part in text.replace(" ", "").split(",") if part]
+        ids = [int(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError:
-        raise UsageError(f"--tokens expects comma-separated integer ids, got {text!r}") from None
+        raise UsageError(f"--tokens expects comma-separated integer ids, got {text!r:.80}") from None
+    if not ids:
+        raise UsageError(f"--tokens {text!r:.80}: the prompt is empty; give at least one token id")
+    outside = [i for i in ids if vocab_size is not None and not 0 <= i < vocab_size]
+    if outside:
+        raise UsageError(f"--tokens: id {outside[0]} is outside the vocabulary of the model ({vocab_size} tokens, "
+                         f"ids 0..{vocab_size - 1})")
+    return ids
+
+
+def nonempty_prompt(ids: list[int], text: str) -> list[int]:
+    """The prompt's token ids, or one UsageError if the text gave none (`-p ''`)."""
+    if not ids:
+        raise UsageError(f"the prompt {text!r:.80} is empty: it gives no tokens to run; give some text (-p TEXT) "
+                         f"or token ids (--tokens 1,2,3)")
+    return ids
+
+
+COSTLY_BYTES = 2**30  # a checkpoint larger than this (a real model) says what a pass will cost before it runs
 
 
 def load_model(weights, console: Console, default: str = DEFAULT_WEIGHTS):
-    """The model of --weights, or the bundled `default`; -> (model, path)."""
+    """The model of --weights, or the bundled `default`; -> (model, path). A command says what its pass will cost
+    (say_cost) once it knows the prompt's length."""
     path = weights or minigptoss.bundled(default)
     with console.status(f"loading {path}"):
         model = minigptoss.load(path)
-    if model.checkpoint is not None and model.checkpoint.file_bytes > 2**30:  # a real-sized model: say what it costs
-        console.print(checkpoint_summary(model), highlight=False)
     return model, path
+
+
+def say_cost(console: Console, model, tokens: int) -> None:
+    """For a real-sized checkpoint, one line: what load() found and the memory a pass over `tokens` tokens needs."""
+    if model.checkpoint is not None and model.checkpoint.file_bytes > COSTLY_BYTES:
+        console.print(checkpoint_summary(model, max(1, tokens)), highlight=False)
 
 
 def checkpoint_summary(model, tokens: int = 256) -> str:
@@ -223,8 +248,46 @@ def closed_pipe_is_fine():
 
 
 def get_tokenizer(vocab_size: int):
-    """The tokenizer that matches the vocabulary (o200k_harmony for the real models, bytes for tiny ones)."""
-    return tokenizer_for(vocab_size)
+    """The tokenizer that matches the vocabulary (o200k_harmony for the real models, bytes for tiny ones); for a
+    vocabulary without one, token ids (prompts as --tokens, tokens shown as <id>: see say_ids_only)."""
+    return tokenizer_or_ids(vocab_size)
+
+
+def say_ids_only(tokenizer) -> None:
+    """For a model without a tokenizer, once its prompt is known: a note on stderr that it runs on token ids."""
+    if isinstance(tokenizer, IdTokenizer):
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"note: {no_tokenizer(tokenizer.n_vocab)}; running on token ids (--tokens), shown as <id>",
+            style="dim", markup=False)
+
+
+BUNDLED_TASKS = {"tiny": "random weights: expect gibberish"}  # the trained ones say theirs in defaults.json
+
+
+def model_name(path) -> str:
+    """How to name a checkpoint folder to a person: a bundled model by its short name ("bundled sort"), any other
+    by its path with the home folder as ~ (never three lines of site-packages)."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        inside = path.resolve().relative_to(minigptoss.TINY_WEIGHTS.resolve())
+    except (ValueError, OSError):
+        home = Path.home()
+        return f"~/{path.relative_to(home)}" if path.is_absolute() and path.is_relative_to(home) else str(path)
+    return f"bundled {inside.parts[0] if inside.parts else 'tiny'}"
+
+
+def model_banner(model, path) -> str:
+    """One line naming the model and its task: "bundled sort (trained to sort 1-10 digits, ...; try 26023397=)",
+    from the folder's defaults.json ("about" and "prompt") where given; for a real checkpoint its path and size."""
+    name = model_name(model.checkpoint.folder if model.checkpoint is not None else path)
+    defaults = model_defaults(model)
+    task = defaults.about_line() or BUNDLED_TASKS.get(name.removeprefix("bundled "))
+    if task is None:
+        c = model.config
+        task = f"{c.num_hidden_layers} layers, {c.num_experts} experts, vocabulary {c.vocab_size}"
+    return f"{name} ({task})"
 
 
 def model_defaults(model) -> ModelDefaults:
@@ -232,15 +295,32 @@ def model_defaults(model) -> ModelDefaults:
     return read_defaults(model.checkpoint.folder) if model.checkpoint is not None else ModelDefaults()
 
 
+def chosen_prompt(args, defaults: ModelDefaults) -> str | None:
+    """The prompt as text (the user's message for a harmony model): -p, else the model's own; None for --tokens."""
+    if getattr(args, "tokens", None) is not None:
+        return None
+    return args.prompt if args.prompt is not None else defaults.prompt or DEFAULT_PROMPT
+
+
+def noise_warning(defaults: ModelDefaults, text: str | None) -> str | None:
+    """A warning when the prompt is none of the model's tasks (defaults.json's "tasks"): its answer is noise."""
+    if text is None or defaults.in_tasks(text):
+        return None
+    return (f"note: {text!r} is not a prompt this model was trained on (try {defaults.prompt}): "
+            "whatever it answers will be noise")
+
+
 def prompt_tokens(args, tokenizer, defaults: ModelDefaults = ModelDefaults()) -> list[int]:
     """--tokens, else -p TEXT, else the model's own prompt (defaults.json), else DEFAULT_PROMPT; a model trained
     on harmony gets the text as the user's message of a conversation with its system message."""
     if args.tokens is not None:
-        return parse_token_ids(args.tokens)
-    text = args.prompt if args.prompt is not None else defaults.prompt or DEFAULT_PROMPT
+        ids = parse_token_ids(args.tokens, tokenizer.n_vocab)
+        say_ids_only(tokenizer)
+        return ids
+    text = chosen_prompt(args, defaults)
     if defaults.harmony:
         return render_conversation([SystemMessage(**defaults.system), Message("user", text)], tokenizer)
-    return tokenizer.encode(text, allowed_special="all")
+    return nonempty_prompt(tokenizer.encode(text, allowed_special="all"), text)
 
 
 def positive_int(text: str) -> int:
@@ -254,11 +334,31 @@ def positive_int(text: str) -> int:
     return value
 
 
+LLAMA_CPP_FLAGS = {"-s": "--seed", "-m": "--weights", "--model": "--weights", "--temperature": "--temp"}
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line on stderr (and exit status 2), like every other error."""
+    """argparse, but a usage mistake is one line on stderr (and exit status 2), like every other error, named
+    after the command it was given to (`minigptoss generate: unrecognized arguments: -s 1 (did you mean
+    --seed?)`), not the top command argparse reports them from."""
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self
+            for action in self._actions:  # the subcommand that was given, if any
+                if isinstance(action, argparse._SubParsersAction) and getattr(parsed, action.dest, None):
+                    parser = action.choices[getattr(parsed, action.dest)]
+            options = [o for a in parser._actions for o in a.option_strings]
+            guess = next((o for word in extras if word.startswith("-") for o in
+                          [LLAMA_CPP_FLAGS.get(word)] + difflib.get_close_matches(word, options, n=1, cutoff=0.75)
+                          if o in options), None)
+            hint = f" (did you mean {guess}?)" if guess else ""
+            parser.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return parsed
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, prompt: bool = True) -> None:

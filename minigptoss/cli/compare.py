@@ -113,7 +113,7 @@ class InterventionKeys:
         prompt.value = name + " "
         prompt.cursor_position = len(prompt.value)
         prompt.placeholder = preset_line(name)
-        prompt.focus()
+        self.screen.set_focus(prompt)
         self.nav.note = f"type {preset_line(name)!r}, then Enter"
         self.refresh_view()
 

@@ -18,10 +18,15 @@ each run's final candidates below; `X` drops it.
 
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
+
 from rich.measure import Measurement
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -32,6 +37,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..views.steps import step_body, step_title, where_text
+from .common import model_banner
 from .compare import InterventionKeys, preset_options, side_by_side
 from .navigation import Navigator
 
@@ -46,6 +52,7 @@ KEYS = [("Enter, space, n", "next step"), ("b, p", "previous step (in forward or
         ("?", "this help"), ("Esc", "close a prompt or this help"), ("q, Ctrl-C", "quit")]
 KEY_LINE_WIDE = ("⏎/␣/n next · b back · ↑↓ PgUp/PgDn scroll · l layer · g go to · c continue · / search · "
                  "s source · t tensors · o outline · x intervene · ? keys · q quit")
+PROMPT_KEYS = {"l": "layer", "g": "go", "slash": "search", "x": "intervene"}  # keys that open the prompt
 KEY_LINE = "⏎ next b back l layer g go c cont / find s src t tens o list x patch ? keys q"
 
 
@@ -77,13 +84,18 @@ class HelpScreen(ModalScreen):
         table = Table(box=None, padding=(0, 2), title="minigptoss step: keys", title_justify="left")
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
+        table.add_row("model", self.app.model_line)
         for keys, what in KEYS:
             table.add_row(keys, what)
         yield Static(table, id="help")
 
 
 class Body(VerticalScroll):
-    """The step's scrolling content (jumps, not animations, so a key's effect is immediate)."""
+    """The step's scrolling content (jumps, not animations, so a key's effect is immediate). Its scrollbar's
+    column is always kept (`scrollbar-gutter: stable`), so every step is laid out at the same width, and a long
+    step's scrollbar never covers the panels' right borders."""
+
+    DEFAULT_CSS = "Body { scrollbar-gutter: stable; scrollbar-size-vertical: 1; }"
 
     BINDINGS = [Binding("home", "top", show=False), Binding("end", "bottom", show=False),
                 Binding("pageup", "page_up", show=False), Binding("pagedown", "page_down", show=False)]
@@ -125,11 +137,12 @@ class DebuggerApp(InterventionKeys, App):
                 Binding("o", "outline", show=False), Binding("question_mark", "help", show=False),
                 Binding("x", "ask('intervene')", show=False), Binding("X", "drop_comparison", show=False),
                 Binding("escape", "cancel", show=False), Binding("q", "quit", show=False),
-                Binding("ctrl+c", "quit", show=False, priority=True)]
+                Binding("ctrl+c", "interrupt", show=False, priority=True)]
 
-    def __init__(self, session, steps, breaks=(), start: int | None = None, top: int = 10, poll: float = 0.2):
+    def __init__(self, session, steps, breaks=(), start: int | None = None, top: int = 10, poll: float = 0.2,
+                 about=()):
         super().__init__()
-        self.sessions, self.top, self.poll = [session], top, poll
+        self.sessions, self.top, self.poll, self.about = [session], top, poll, list(about)
         self.nav = Navigator(steps, breaks[0] if start is None and breaks else start or 0, breaks)
         self.show = {"source": False, "tensors": False}
         self.asking: str | None = None
@@ -139,6 +152,8 @@ class DebuggerApp(InterventionKeys, App):
         self.shown_text: dict[str, str] = {}  # widget id -> the text it shows (update only what changed)
         self.patching: str | None = None  # the intervention whose pass is running now, if any
         self.outlined: tuple | None = None  # what the outline lists now: (ready flags, current step)
+        self.model_line = model_banner(session.model, session.source)  # the model and its task, on the title line
+        self.interrupted = False  # Ctrl-C (the key, or SIGINT from outside): run_debugger ends with status 130
 
     @property
     def session(self):
@@ -157,7 +172,10 @@ class DebuggerApp(InterventionKeys, App):
         yield Static(id="keys")
 
     def on_mount(self) -> None:
+        self.title, self.sub_title = "minigptoss step", self.model_line  # the terminal's window title too
         self.query_one("#body").focus()
+        if self.about:
+            self.notify("\n".join(self.about), timeout=12, markup=False)
         self.refresh_view()
         self.set_interval(self.poll, self.tick)
 
@@ -210,7 +228,8 @@ class DebuggerApp(InterventionKeys, App):
     def refresh_view(self) -> None:
         """Redraw what changed: the pinned lines, the body (if the step, its readiness, width or toggles did)."""
         nav, step = self.nav, self.nav.current
-        self.put("title", Text.from_markup(step_title(step, nav.index, len(nav.steps))))
+        self.put("title", Text.from_markup(step_title(step, nav.index, len(nav.steps))).append(
+            f"  ·  {self.model_line}", style="dim"))
         ready = step.ready(self.session.cache)
         width = self.body_width()
         key = (nav.index, ready, width, tuple(self.show.values()), tuple(map(id, self.sessions)))
@@ -244,16 +263,25 @@ class DebuggerApp(InterventionKeys, App):
             text = text or f"{len(self.nav.breaks)} breakpoint(s)"
         self.put("status", Text(" | ".join(part for part in (text, note, compare) if part)))
 
+    def action_interrupt(self) -> None:
+        self.interrupted = True
+        self.exit()
+
     def tick(self) -> None:
-        """Every `poll` seconds while the pass runs: progress, and the step once it is recorded."""
+        """Every `poll` seconds while the pass runs: progress, and the step once it is recorded; the app ends
+        here after a SIGINT (run_debugger's handler only sets `interrupted`)."""
+        if self.interrupted:
+            self.exit()
+            return
         cache = self.session.cache
         ready = sum(step.ready(cache) for step in self.nav.steps)
-        if ready != self.ready_count or (self.session.run and not self.session.run.done.is_set()):
-            self.ready_count = ready
-            try:
+        try:
+            resized = self.drawn is not None and self.drawn[2] != self.body_width()  # a layout after the resize
+            if resized or ready != self.ready_count or (self.session.run and not self.session.run.done.is_set()):
+                self.ready_count = ready
                 self.refresh_view()
-            except NoMatches:  # the screen is being torn down (quitting) or not built yet
-                pass
+        except NoMatches:  # the screen is being torn down (quitting) or not built yet
+            pass
 
     def fill_outline(self) -> None:
         """The outline's list: every step, dim until recorded, the current one highlighted. Redone only when one
@@ -271,6 +299,39 @@ class DebuggerApp(InterventionKeys, App):
         outline.highlighted = self.nav.index
 
     # -- keys ----------------------------------------------------------------------------------------------------
+
+    async def on_event(self, event: events.Event) -> None:
+        """Keys typed at speed (`l2⏎` in one burst): Textual hands each key to the focused widget's queue and
+        moves the focus later, so `2` and Enter would reach the step view before the prompt `l` opens. Here the
+        keys that open the prompt, and every key typed while it is open, take effect at once, in the order typed."""
+        if isinstance(event, events.Key) and not event.is_forwarded and len(self.screen_stack) == 1:
+            if self.asking is None and event.key in PROMPT_KEYS and not self.focused_is("choices"):
+                event.stop()
+                return self.action_ask(PROMPT_KEYS[event.key])
+            if self.asking is not None and not self.focused_is("choices") and await self.type_into_prompt(event):
+                event.stop()
+                return
+        await super().on_event(event)
+
+    def focused_is(self, widget_id: str) -> bool:
+        return self.focused is not None and self.focused.id == widget_id
+
+    async def type_into_prompt(self, event: events.Key) -> bool:
+        """One key for the open prompt, handled now; False for a key it leaves to the usual route (↓, Ctrl-C)."""
+        prompt = self.query_one("#prompt", Input)
+        if event.key == "ctrl+c":
+            return False
+        if self.focused is not prompt:
+            self.screen.set_focus(prompt)
+        if event.key == "enter":
+            self.submit_prompt(prompt.value)
+        elif event.key == "escape":
+            self.close_prompt()
+        elif event.is_printable:
+            prompt.insert_text_at_cursor(event.character)
+        else:  # the prompt's own editing keys (backspace, ← →, Home, End, ...): its bindings, run now
+            return await self._check_bindings(event.key)
+        return True
 
     def moved(self) -> None:
         self.refresh_view()
@@ -327,7 +388,7 @@ class DebuggerApp(InterventionKeys, App):
                                "intervene": "x: run again with"}[what]
         prompt.value = ""
         prompt.display = True
-        prompt.focus()
+        self.screen.set_focus(prompt)  # now, not after the keys already typed (see on_event)
         if what in ("go", "intervene"):
             self.fill_choices("")
 
@@ -345,7 +406,12 @@ class DebuggerApp(InterventionKeys, App):
             self.fill_choices(event.value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        what, text = self.asking, event.value.strip()
+        if self.asking is not None:
+            self.submit_prompt(event.value)
+
+    def submit_prompt(self, value: str) -> None:
+        """The prompt's line, entered: act on it and close the prompt."""
+        what, text = self.asking, value.strip()
         self.close_prompt()
         if what == "layer":
             if text.isdigit():
@@ -364,7 +430,8 @@ class DebuggerApp(InterventionKeys, App):
         self.asking = None
         self.query_one("#prompt", Input).display = False
         self.query_one("#choices", OptionList).display = False
-        self.query_one("#body").focus()
+        outline = self.query_one("#outline", OptionList)
+        self.screen.set_focus(outline if outline.display else self.query_one("#body"))
 
     def action_cancel(self) -> None:
         if self.asking is not None:
@@ -373,6 +440,32 @@ class DebuggerApp(InterventionKeys, App):
             self.action_outline()
 
 
-def run_debugger(session, steps, breaks=(), top: int = 10) -> None:
-    """Run the app on the terminal until the user quits."""
-    DebuggerApp(session, steps, breaks, top=top).run()
+def run_debugger(session, steps, breaks=(), top: int = 10, about=()) -> None:
+    """Run the app on the terminal until the user quits; `about`: lines shown first as a notification (a warning
+    that the answer to this prompt will be noise). Ctrl-C (the key, or a SIGINT signal) raises
+    KeyboardInterrupt once the app has restored the terminal, so the command ends with status 130."""
+    app = DebuggerApp(session, steps, breaks, top=top, about=about)
+    with sigint_sets(app):
+        app.run()
+    if app.interrupted:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def sigint_sets(app: DebuggerApp):
+    """While the app runs, SIGINT sets app.interrupted (its tick, every 0.2 s, then ends the app) instead of
+    asyncio's handler, which cancels the app's task: Textual takes that as a normal exit (status 0), after
+    waiting for what it awaits. Only from the main thread and over Python's default handler; restored after."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def interrupted(signum, frame) -> None:
+        app.interrupted = True
+
+    signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

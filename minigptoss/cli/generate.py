@@ -16,30 +16,36 @@ from ..views.summary import probability_text, token_text
 
 from ..text.harmony import Message, render_conversation, stop_tokens
 from .common import (CHAT_WEIGHTS, DEFAULT_PROMPT, DEFAULT_WEIGHTS, UsageError, add_model_arguments, get_tokenizer,
-                     load_model, model_defaults, parse_token_ids, positive_int)
+                     load_model, model_banner, model_defaults, noise_warning, nonempty_prompt, parse_token_ids,
+                     positive_int, say_cost, say_ids_only)
 from .talk import (GENERATE_MAX_TOKENS, Out, Sampling, Stats, StreamDecoder, add_sampling_flags,
                    run_turn, stop_name, system_messages, timed)
 
 
 def cmd_generate(args, console: Console) -> None:
     """`minigptoss generate`: stream a continuation of the prompt; timing on stderr."""
-    sampling = Sampling.from_args(args)
-    model, _ = load_model(args.weights, console, default=CHAT_WEIGHTS if args.harmony else DEFAULT_WEIGHTS)
+    model, path = load_model(args.weights, console, default=CHAT_WEIGHTS if args.harmony else DEFAULT_WEIGHTS)
     tokenizer = get_tokenizer(model.config.vocab_size)
     defaults = model_defaults(model)
+    sampling = Sampling.from_args(args, defaults.temperature)
     args.harmony = args.harmony or defaults.harmony  # a model trained on harmony is always spoken to in it
     if not args.harmony and (args.reasoning is not None or args.system is not None):
         raise UsageError("--reasoning/--system need --harmony: a raw prompt has no system message")
     text = prompt_text(args, defaults)
     out, errors = Out(console), Console(stderr=True, highlight=False)
     if args.tokens is not None:
-        prompt = parse_token_ids(args.tokens)
+        prompt = parse_token_ids(args.tokens, model.config.vocab_size)
+        say_ids_only(tokenizer)
         text = tokenizer.decode(prompt)
     elif args.harmony:
         conversation = [*system_messages(args.reasoning, args.system, defaults), Message("user", text)]
         prompt = render_conversation(conversation, tokenizer)
     else:
-        prompt = tokenizer.encode(text, allowed_special="all")
+        prompt = nonempty_prompt(tokenizer.encode(text, allowed_special="all"), text)
+    for line in (model_banner(model, path), noise_warning(defaults, None if args.tokens is not None else text)):
+        if line:
+            errors.print(line, style="dim", markup=False, soft_wrap=True)
+    say_cost(console, model, len(prompt))
     stats = Stats(len(prompt), seed=sampling.seed if sampling.temperature > 0 else None)
     try:
         if args.harmony:
@@ -60,18 +66,24 @@ def cmd_generate(args, console: Console) -> None:
 
 def prompt_text(args, defaults) -> str:
     """The prompt: -p TEXT, -p - (standard input), -f FILE, else the model's own (defaults.json), else the
-    default."""
+    default. From standard input or a file, one trailing newline is dropped (`echo TEXT |` and editors add one;
+    llama.cpp's -f does the same): a prompt that should end in a newline ends in two."""
     if args.file is not None:
         try:
             with open(args.file, encoding="utf-8") as file:
-                return file.read()
+                return drop_final_newline(file.read())
         except OSError as error:
             raise UsageError(f"-f {args.file}: cannot read it ({error.strerror})") from None
         except UnicodeDecodeError:
             raise UsageError(f"-f {args.file}: not UTF-8 text") from None
     if args.prompt == "-":
-        return sys.stdin.read()
+        return drop_final_newline(sys.stdin.read())
     return args.prompt if args.prompt is not None else defaults.prompt or DEFAULT_PROMPT
+
+
+def drop_final_newline(text: str) -> str:
+    """`text` without one trailing line ending (\\n or \\r\\n), if it has one."""
+    return text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
 
 
 def stream_raw(model, tokenizer, prompt: list[int], sampling: Sampling, out: Out, stats: Stats, stops=(),
@@ -81,7 +93,7 @@ def stream_raw(model, tokenizer, prompt: list[int], sampling: Sampling, out: Out
     With show_probs K, each token is followed by the K most likely candidates it was drawn from (the last
     recorded logits: generate samples from the logits of the forward pass just before it yields)."""
     decoder, tokens, text = StreamDecoder(tokenizer), [], ""
-    enders = () if ignore_eos else stop_tokens(tokenizer, True)
+    enders = () if ignore_eos or not tokenizer.special_tokens_set else stop_tokens(tokenizer, True)  # ids only: none
     with capture("logits") if show_probs else nullcontext() as recorded:
         generated = model.generate(prompt, **sampling.kwargs(sampling.seed), stop_tokens=enders)
         for token in timed(generated, stats):
@@ -124,8 +136,11 @@ def add_generate_parser(commands) -> None:
                     "instead sent as a user message in the harmony chat format, as `chat` does for one turn.")
     add_model_arguments(generate, prompt=False)
     source = generate.add_mutually_exclusive_group()
-    source.add_argument("-p", "--prompt", help=f"the prompt; - reads standard input (default: {DEFAULT_PROMPT!r})")
-    source.add_argument("-f", "--file", help="read the prompt from this UTF-8 text file")
+    source.add_argument("-p", "--prompt", help="the prompt; - reads standard input, dropping one trailing newline "
+                                               "(default: the model's own, from its defaults.json: '26023397=' "
+                                               "for sort)")
+    source.add_argument("-f", "--file", help="read the prompt from this UTF-8 text file (one trailing newline is "
+                                             "dropped)")
     source.add_argument("--tokens", help="the prompt as comma-separated token ids")
     generate.add_argument("--stop", action="append", metavar="TEXT",
                           help="stop once the continuation contains TEXT (repeatable)")

@@ -10,7 +10,8 @@ A step is *ready* once every tensor it reads and writes has been recorded, so th
 the forward pass runs (`all_steps(num_layers)`) and shown while it runs.
 
 Breakpoints (`--break`, several allowed) are patterns: a step name (`blocks.3.attn`), a shell wildcard
-(`*.router`: every layer's router) or a prefix (`blocks.3.moe`: the first step under it).
+(`*.router`: every layer's router), a prefix (`blocks.3.moe`: the first step under it) or a step's last name
+(`attn`, `router`: that step in every layer).
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from .common import UsageError
 
 # --only accepts these pieces (and the aliases below); each step belongs to exactly one.
 PIECES = ("tokens", "embed", "norm", "qkv", "rope", "attn", "router", "mxfp4", "swiglu", "moe", "output")
-ALIASES = {"rmsnorm": "norm", "attention": "attn", "sinks": "attn", "experts": "moe", "mlp1": "mxfp4",
-           "logits": "output", "unembed": "output"}
+# An alias names the kinds of step it selects: "sinks" is the attention step alone (not its output projection),
+# "experts" everything the experts do (mlp1, SwiGLU, mlp2, the weighted sum).
+ALIASES = {"rmsnorm": ("norm",), "attention": ("attn", "attn_out"), "sinks": ("attn",),
+           "experts": ("mxfp4", "swiglu", "mlp2", "moe"), "mlp1": ("mxfp4",), "mlp2": ("mlp2",),
+           "logits": ("output",), "unembed": ("output",)}
 # A step's kind chooses its view; its piece is what --only filters on.
 PIECE_OF_KIND = {"tokens": "tokens", "embed": "embed", "norm": "norm", "qkv": "qkv", "rope": "rope",
                  "attn": "attn", "attn_out": "attn", "router": "router", "mxfp4": "mxfp4", "swiglu": "swiglu",
@@ -108,18 +112,22 @@ def all_steps(num_layers: int) -> list[Step]:
 
 
 def parse_pieces(text: str | None) -> set[str] | None:
-    """`--only attn,router` -> {"attn", "router"}; None for no filter. Unknown pieces are a UsageError."""
+    """`--only attn,router` -> the kinds of step those pieces (or aliases) cover, {"attn", "attn_out", "router"};
+    None for no filter. Unknown pieces are a UsageError."""
     if text is None:
         return None
-    pieces = set()
+    kinds = set()
     for part in (p.strip().lower() for p in text.split(",")):
         if not part:
             continue
-        piece = ALIASES.get(part, part)
-        if piece not in PIECES:
-            raise UsageError(f"--only: unknown piece {part!r} (pieces: {', '.join(PIECES)})")
-        pieces.add(piece)
-    return pieces or None
+        if part in ALIASES:
+            kinds.update(ALIASES[part])
+        elif part in PIECES:
+            kinds.update(kind for kind, piece in PIECE_OF_KIND.items() if piece == part)
+        else:
+            raise UsageError(f"--only: unknown piece {part!r} (pieces: {', '.join(PIECES)}; also "
+                             f"{', '.join(ALIASES)})")
+    return kinds or None
 
 
 def parse_layers(text: str | None, num_layers: int) -> set[int] | None:
@@ -136,19 +144,22 @@ def parse_layers(text: str | None, num_layers: int) -> set[int] | None:
     return layers or None
 
 
-def select_steps(steps: list[Step], pieces: set[str] | None = None, layers: set[int] | None = None) -> list[Step]:
-    """The steps to show: of the given pieces (all if None) and, if layers are given, only those layers' steps."""
+def select_steps(steps: list[Step], kinds: set[str] | None = None, layers: set[int] | None = None) -> list[Step]:
+    """The steps to show: of the given kinds (parse_pieces; all if None) and, if layers are given, only those
+    layers' steps."""
     return [step for step in steps
-            if (pieces is None or step.piece in pieces) and (layers is None or step.layer in layers)]
+            if (kinds is None or step.kind in kinds) and (layers is None or step.layer in layers)]
 
 
 def matching(steps: list[Step], pattern: str) -> list[int]:
     """Indices of the steps a breakpoint pattern names: those named `pattern` or matching it as a wildcard;
-    if none, the first step under it as a prefix (`blocks.3.moe` -> `blocks.3.moe.norm`)."""
+    if none, the first step under it as a prefix (`blocks.3.moe` -> `blocks.3.moe.norm`); if none, every layer's
+    step of that last name (`attn` -> blocks.0.attn, blocks.1.attn, ...; `moe.router`), as gdb's `break NAME`."""
     hits = [i for i, step in enumerate(steps) if step.name == pattern or fnmatchcase(step.name, pattern)]
     if hits:
         return hits
-    return [i for i, step in enumerate(steps) if step.name.startswith(pattern + ".")][:1]
+    hits = [i for i, step in enumerate(steps) if step.name.startswith(pattern + ".")][:1]
+    return hits or [i for i, step in enumerate(steps) if step.name.endswith("." + pattern)]
 
 
 def find_break(steps: list[Step], name: str) -> int:

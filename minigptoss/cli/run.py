@@ -11,7 +11,8 @@ from rich.console import Console
 import minigptoss
 from ..views.summary import layers_table, router_table, tokens_view, top_tokens_table
 from .common import (PassProgress, add_model_arguments, closed_pipe_is_fine, get_tokenizer, load_model,
-                     model_defaults, positive_int, prompt_tokens)
+                     chosen_prompt, model_banner, model_defaults, noise_warning, positive_int, prompt_tokens,
+                     say_cost)
 
 
 def cmd_run(args, console: Console) -> None:
@@ -22,10 +23,15 @@ def cmd_run(args, console: Console) -> None:
 def run(args, console: Console) -> None:
     model, path = load_model(args.weights, console)
     tokenizer = get_tokenizer(model.config.vocab_size)
-    tokens = prompt_tokens(args, tokenizer, model_defaults(model))
-    console.print(f"[bold]minigptoss run[/] on {path}: {model.config.num_hidden_layers} layers, "
+    defaults = model_defaults(model)
+    tokens = prompt_tokens(args, tokenizer, defaults)
+    say_cost(console, model, len(tokens))
+    console.print(f"[bold]minigptoss run[/] on {model_banner(model, path)}: {model.config.num_hidden_layers} layers, "
                   f"{model.config.num_experts} experts (top-{model.config.experts_per_token}), "
                   f"vocabulary {model.config.vocab_size}")
+    warning = noise_warning(defaults, chosen_prompt(args, defaults))
+    if warning:
+        console.print(warning, style="dim", markup=False, highlight=False, soft_wrap=True)
     progress = PassProgress(model)
     with minigptoss.capture("blocks.*.resid_*", "blocks.*.attn.out", "blocks.*.attn.sink_mass",
                             "blocks.*.moe.out", "blocks.*.moe.router.*") as cache, \
@@ -41,7 +47,12 @@ def run(args, console: Console) -> None:
 
 
 def add_run_parser(commands) -> None:
-    run = commands.add_parser("run", help="one forward pass: tokens, per-layer summary, router, next token")
+    run = commands.add_parser("run", help="one forward pass: tokens, per-layer summary, router, next token",
+                              description="Run one forward pass over the prompt and print a summary: the tokens, "
+                                          "per layer the size of the residual stream, the attention output, the "
+                                          "sink mass and the MoE output, the router's load and choices, and the "
+                                          "top next-token candidates after the last position. (`step` walks the "
+                                          "same pass piece by piece.)")
     add_model_arguments(run)
     run.add_argument("--top", type=positive_int, default=10, help="how many next-token candidates to show")
     run.set_defaults(handler=cmd_run)

@@ -33,7 +33,8 @@ from ..model import check_tokens
 from ..views.report import report_html
 from ..views.steps import render_step, step_body, step_title, where_text
 from .common import (DEFAULT_WEIGHTS, BackgroundPass, UsageError, add_model_arguments, closed_pipe_is_fine,
-                     get_tokenizer, model_defaults, positive_int, prompt_tokens)
+                     chosen_prompt, get_tokenizer, model_banner, model_defaults, noise_warning, positive_int,
+                     prompt_tokens)
 from .navigation import (PIECES, Navigator, Step, all_steps, break_indices, build_steps,  # noqa: F401 (re-exported)
                          find_break, parse_layers, parse_pieces, select_steps, start_index)
 
@@ -92,6 +93,13 @@ def open_session(args, console: Console, model=None, wait: bool = True) -> Sessi
     return session
 
 
+def about_lines(args, session: Session) -> list[str]:
+    """The warning that the answer will be noise, when the prompt is none of the model's tasks (defaults.json)."""
+    defaults = model_defaults(session.model)
+    warning = noise_warning(defaults, chosen_prompt(args, defaults))
+    return [warning] if warning else []
+
+
 def plan(args, session: Session) -> tuple[list[Step], list[Step], list[int]]:
     """(every step, the selected steps, the breakpoints' indices in the selection) for these arguments."""
     every = all_steps(session.config.num_hidden_layers)
@@ -120,6 +128,10 @@ def print_steps(session: Session, steps: list[Step], console: Console, start: in
                       where_text(session, steps[index]),
                       side_by_side([session, *others], steps[index], console.width,
                                    lambda s, step, width: step_body(s, step, width=width, top=top), top))
+    if session.run is not None:  # every step was recorded, yet the pass may have failed at its end (NaN logits)
+        session.run.done.wait()
+        if session.run.error is not None:
+            raise session.run.error
 
 
 def intervened(args, session: Session) -> list[Session]:
@@ -171,11 +183,18 @@ def cmd_step(args, console: Console) -> None:
         from .debugger import run_debugger  # Textual is imported only for the interactive app
 
         session = open_session(args, console, wait=False)
+        interrupted = False
         try:
             every, shown, breaks = plan(args, session)
-            run_debugger(session, shown, breaks, top=args.top)
+            run_debugger(session, shown, breaks, top=args.top, about=about_lines(args, session))
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
-            session.stop()
+            if interrupted and session.run is not None:  # end now: the pass thread (a daemon) is not waited for
+                session.run.progress.cancel()
+            else:
+                session.stop()
         return
     with closed_pipe_is_fine():
         session = open_session(args, console, wait=False)
@@ -183,8 +202,11 @@ def cmd_step(args, console: Console) -> None:
             every, shown, breaks = plan(args, session)
             others = intervened(args, session)
             start = breaks[0] if breaks else 0
-            console.print(f"[bold]minigptoss step[/] on {session.source}: {len(session.tokens)} tokens, "
+            console.print(f"[bold]minigptoss step[/] on {model_banner(session.model, session.source)}: "
+                          f"{len(session.tokens)} tokens, "
                           f"{len(shown)} step{'s' if len(shown) != 1 else ''}", highlight=False)
+            for line in about_lines(args, session):
+                console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
             if start:
                 console.print(f"ran {start} steps to the breakpoint {shown[start].name}", style="dim", highlight=False)
             print_steps(session, shown, console, start, args.top, others)
@@ -208,7 +230,8 @@ def add_step_parser(commands) -> None:
     step.add_argument("--break", dest="break_at", metavar="NAME", action="append",
                       help="start at step NAME (e.g. blocks.3.attn, '*.router'); repeat it, then `c` goes from one "
                            "breakpoint to the next")
-    step.add_argument("--only", metavar="PIECES", help=f"show only these pieces, comma-separated: {', '.join(PIECES)}")
+    step.add_argument("--only", metavar="PIECES", help=f"show only these pieces, comma-separated: {', '.join(PIECES)} (or sinks: the "
+                      "attention step alone; experts: mlp1, swiglu, mlp2, moe)")
     step.add_argument("--no-pause", action="store_true",
                       help="print every step without waiting (the default when not on a terminal)")
     step.add_argument("--intervene", metavar="NAME", action="append",

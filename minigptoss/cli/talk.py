@@ -196,11 +196,15 @@ class Sampling:
     seed: int | None = None
 
     @classmethod
-    def from_args(cls, args) -> Sampling:
+    def from_args(cls, args, default_temperature: float | None = None) -> Sampling:
+        """The flags; without --temp, the model's own temperature (defaults.json), else DEFAULT_TEMPERATURE."""
+        temperature = args.temperature
+        if temperature is None:
+            temperature = DEFAULT_TEMPERATURE if default_temperature is None else default_temperature
         seed = args.seed
-        if seed is None and args.temperature > 0:
+        if seed is None and temperature > 0:
             seed = random.SystemRandom().randrange(2**32)  # a fresh seed, printed so the run can be repeated
-        return cls(sys.maxsize if args.max_tokens == -1 else args.max_tokens, args.temperature, args.top_p,
+        return cls(sys.maxsize if args.max_tokens == -1 else args.max_tokens, temperature, args.top_p,
                    args.top_k or None, seed)
 
     def kwargs(self, seed: int | None) -> dict:
@@ -334,16 +338,16 @@ def add_sampling_flags(parser: argparse.ArgumentParser, max_tokens: int, harmony
                         help=f"stop after N new tokens, -1 for no limit (default: {max_tokens}; a pure-NumPy "
                              "forward pass is slow on the real models)")
     parser.add_argument("--temp", "--temperature", dest="temperature", type=temperature_arg,
-                        default=DEFAULT_TEMPERATURE, metavar="T",
-                        help=f"sampling temperature; 0 = greedy, deterministic (default: {DEFAULT_TEMPERATURE}, "
-                             "OpenAI's recommendation for gpt-oss, as in ollama's gpt-oss model; the random tiny "
-                             "model writes gibberish either way, and 0 or --seed makes it repeatable)")
+                        default=None, metavar="T",
+                        help=f"sampling temperature; 0 = greedy, deterministic (default: the model's own, from its "
+                             f"defaults.json, else {DEFAULT_TEMPERATURE}, OpenAI's recommendation for gpt-oss, as in "
+                             "ollama's gpt-oss model; 0 or --seed makes a run repeatable)")
     parser.add_argument("--top-p", type=top_p_arg, default=DEFAULT_TOP_P, metavar="P",
                         help=f"nucleus sampling: keep the most likely tokens up to probability P "
                              f"(default: {DEFAULT_TOP_P} = off, OpenAI's recommendation for gpt-oss)")
     parser.add_argument("--top-k", type=top_k_arg, default=0, metavar="K",
                         help="keep only the K most likely tokens; 0 = off (default: 0)")
-    parser.add_argument("--seed", type=int, metavar="S",
+    parser.add_argument("--seed", type=seed_arg, metavar="S",
                         help="random seed, for repeatable sampling (default: a fresh one, printed with the stats)")
 
 
@@ -372,6 +376,13 @@ def top_p_arg(text: str) -> float:
     value = _number(text, float, "a probability in (0, 1]")
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def seed_arg(text: str) -> int:
+    value = _number(text, int, "a whole number >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (NumPy's seeds are), got {value}")
     return value
 
 

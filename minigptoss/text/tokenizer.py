@@ -46,6 +46,8 @@ from collections.abc import Collection, Iterable
 
 import tiktoken
 
+from ..errors import TokenError
+
 O200K_VOCAB_SIZE = 201088
 O200K_BASE_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 O200K_BASE_RANKS = 199998
@@ -238,13 +240,62 @@ def tiny_tokenizer(vocab_size: int = 320) -> ByteTokenizer:
     return ByteTokenizer(vocab_size)
 
 
+def has_tokenizer(vocab_size: int) -> bool:
+    """Whether a vocabulary of this size has a text tokenizer (o200k_harmony, or the byte-level tiny one)."""
+    return vocab_size == O200K_VOCAB_SIZE or TINY_MIN_VOCAB <= vocab_size < O200K_VOCAB_SIZE
+
+
+def no_tokenizer(vocab_size: int) -> str:
+    """Why a vocabulary has no text tokenizer, as the start of a sentence."""
+    return (f"no tokenizer for vocab_size {vocab_size}: expected {O200K_VOCAB_SIZE} (o200k_harmony) "
+            f"or {TINY_MIN_VOCAB}..{O200K_VOCAB_SIZE - 1} (byte-level tiny tokenizer)")
+
+
 def tokenizer_for(vocab_size: int):
-    """o200k_harmony for the real vocabulary (201088), the byte tokenizer for tiny ones."""
+    """o200k_harmony for the real vocabulary (201088), the byte tokenizer for tiny ones; TokenError otherwise
+    (`tokenizer_or_ids` gives an IdTokenizer instead)."""
     if vocab_size == O200K_VOCAB_SIZE:
         return o200k_harmony()
     if TINY_MIN_VOCAB <= vocab_size < O200K_VOCAB_SIZE:
         return tiny_tokenizer(vocab_size)
-    raise ValueError(
-        f"no tokenizer for vocab_size {vocab_size}: expected {O200K_VOCAB_SIZE} (o200k_harmony) "
-        f"or {TINY_MIN_VOCAB}..{O200K_VOCAB_SIZE - 1} (byte-level tiny tokenizer)"
-    )
+    raise TokenError(no_tokenizer(vocab_size))
+
+
+def tokenizer_or_ids(vocab_size: int):
+    """tokenizer_for(vocab_size), or for a vocabulary without one (e.g. a toy model of 100 tokens) an IdTokenizer:
+    tokens shown as their ids, prompts given as ids."""
+    return tokenizer_for(vocab_size) if has_tokenizer(vocab_size) else IdTokenizer(vocab_size)
+
+
+class IdTokenizer:
+    """The tokenizer interface for a vocabulary without text: each id decodes to `<id>`; encoding text is refused
+    with one TokenError (give token ids instead); no special tokens."""
+
+    def __init__(self, vocab_size: int):
+        self.name, self.n_vocab, self.max_token_value = f"token_ids_{vocab_size}", vocab_size, vocab_size - 1
+        self.special_tokens_set: set[str] = set()
+        self.eot_token = None
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        raise TokenError(f"{no_tokenizer(self.n_vocab)}, so text cannot be encoded: give the prompt as token ids "
+                         f"(the command line's --tokens 1,2,3)")
+
+    def encode(self, text: str, **kwargs) -> list[int]:
+        return self.encode_ordinary(text)
+
+    def encode_single_token(self, text_or_bytes) -> int:
+        raise KeyError(text_or_bytes)
+
+    def decode_single_token_bytes(self, token: int) -> bytes:
+        if not 0 <= token < self.n_vocab:
+            raise KeyError(f"token id {token} is outside the vocabulary (n_vocab {self.n_vocab})")
+        return f"<{token}>".encode()
+
+    def decode_bytes(self, tokens: Iterable[int]) -> bytes:
+        return b"".join(self.decode_single_token_bytes(int(t)) for t in tokens)
+
+    def decode(self, tokens: Iterable[int], errors: str = "replace") -> str:
+        return self.decode_bytes(tokens).decode("utf-8", errors=errors)
+
+    def __repr__(self) -> str:
+        return f"<IdTokenizer n_vocab={self.n_vocab}>"

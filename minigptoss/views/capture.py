@@ -11,7 +11,6 @@ In Jupyter, a capture and a picture display themselves through `_repr_html_` (an
 `_repr_svg_`), the methods IPython calls; in a terminal the capture's repr stays text.
 """
 
-from contextlib import contextmanager
 from html import escape
 
 import numpy as np
@@ -19,11 +18,11 @@ from rich.console import Console
 
 from .. import inspector
 from ..attention import kv_head_of
-from ..names import declared, from_transformer_lens, is_declared
+from ..names import canonical, declared, is_declared
 from ..text.tokenizer import tokenizer_for
 from . import svg
 from .summary import token_text
-from .tensor import tensor_panel
+from .tensor import first_values, format_number, tensor_panel, tensor_stats
 
 TOP_CANDIDATES = 10
 
@@ -38,9 +37,13 @@ class Picture:
         return self.svg
 
     def _repr_html_(self) -> str:
+        """The SVG, scaled to the cell's width, its caption below; the name above only when the picture's own
+        title does not already say it."""
         caption = f'<div style="color:#666;font-size:12px">{escape(self.caption)}</div>' if self.caption else ""
-        return (f'<div style="overflow-x:auto"><div style="font-family:monospace;font-weight:bold">'
-                f'{escape(self.name)}</div>{self.svg}{caption}</div>')
+        named = f">{escape(self.name)}</text>" in self.svg or f">{escape(self.name)} " in self.svg
+        name = "" if named else (f'<div style="font-family:monospace;font-weight:bold;text-align:left">'
+                                 f'{escape(self.name)}</div>')
+        return f'<div style="overflow-x:auto">{name}{svg.scalable(self.svg)}{caption}</div>'
 
     def save(self, path) -> None:
         """Write the SVG to `path` (open it in a browser; hover a cell for its value)."""
@@ -56,8 +59,15 @@ class Capture(inspector.Capture):
     terminal and `picture(name)` / `_repr_html_` for a notebook."""
 
     def show(self, name: str, console: Console | None = None) -> None:
-        """Print a rich summary of one recorded tensor (to `console`, else a new stdout console)."""
+        """Print a rich summary of one recorded tensor (to `console`, else a new stdout console). In a notebook,
+        display it as HTML instead: the numbers as a table and the picture as SVG (a terminal's block characters
+        turn into scattered squares in a notebook's output)."""
         console = console or Console()
+        if console.is_jupyter:
+            from IPython.display import display  # only inside a notebook, where IPython runs (as rich does)
+
+            display(TensorView(self, name))
+            return
         console.print(tensor_panel(name, self[name], width=console.width))
 
     # -- pictures ------------------------------------------------------------------------------------------------
@@ -81,7 +91,7 @@ class Capture(inspector.Capture):
         scores -> one heatmap per head; router expert_ids / weights -> the tokens x experts grid; logits -> the
         top next tokens after the last position; 2-D -> a heatmap; 1-D -> columns; (T, a, b) -> a heatmap of
         (T, a b). Rows are labelled with the tokens when `tokens` was recorded."""
-        name = from_transformer_lens(name)
+        name = canonical(name)
         array = np.asarray(self[name])
         if array.size == 0 or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
             raise ValueError(f"{name!r} ({array.dtype}, shape {array.shape}) has nothing to draw")
@@ -127,22 +137,58 @@ class Capture(inspector.Capture):
                                                 title=f"after position {logits.shape[0] - 1}"))
 
     def _repr_html_(self) -> str:
-        """The names, shapes, dtypes and meanings as a table, and a picture of the first attention pattern
-        (or of the logits) recorded."""
+        """The names, shapes, dtypes and meanings as a left-aligned table (folded past FOLD_ROWS names: click to
+        open), and a picture of the first attention pattern (or of the logits) recorded."""
         rows = []
         for name, value in self._tensors.items():
             meaning = declared(name).meaning if is_declared(name) else ""
             rows.append(f"<tr><td><code>{escape(name)}</code></td><td>{escape(str(tuple(value.shape)))}</td>"
                         f"<td>{escape(str(value.dtype))}</td><td>{escape(meaning)}</td></tr>")
         steps = f", {len(self.steps)} steps" if self.per_step else ""
-        table = (f"<b>{type(self).__name__}</b> ({len(self)} names{steps}): <code>cache[name]</code>, "
-                 f"<code>cache.picture(name)</code><table><tr><th>name</th><th>shape</th><th>dtype</th>"
-                 f"<th>meaning</th></tr>{''.join(rows)}</table>")
+        heading = (f"<b>{type(self).__name__}</b> ({len(self)} names{steps}): <code>cache[name]</code>, "
+                   f"<code>cache.picture(name)</code>")
+        table = (f'<table style="{LEFT}"><tr><th style="{LEFT}">name</th><th style="{LEFT}">shape</th>'
+                 f'<th style="{LEFT}">dtype</th><th style="{LEFT}">meaning</th></tr>'
+                 + "".join(rows).replace("<td>", f'<td style="{LEFT}">') + "</table>")
+        table = (f"{heading}{table}" if len(rows) <= FOLD_ROWS else
+                 f"{heading}<details><summary>the {len(rows)} names (click to list)</summary>{table}</details>")
         shown = next((n for n in self._tensors if n.endswith(".attn.probs")), "logits" if "logits" in self else None)
         if shown is None:
             return f"<div>{table}</div>"
         return (f"<div>{table}<details open><summary>{escape(shown)}</summary>"
                 f"{self.picture(shown)._repr_html_()}</details></div>")
+
+
+LEFT = "text-align:left"  # a notebook's table CSS right-aligns cells
+FOLD_ROWS = 12  # a capture listing more names shows them folded
+
+
+class TensorView:
+    """One recorded tensor as HTML, for a notebook (`cache.show` there): shape, dtype, statistics, first values,
+    and its picture."""
+
+    def __init__(self, cache, name: str):
+        self.name, self.array = canonical(name), np.asarray(cache[name])
+        try:
+            self.picture = cache.picture(self.name)
+        except ValueError:  # nothing to draw (not numeric, empty)
+            self.picture = None
+
+    def _repr_html_(self) -> str:
+        stats = tensor_stats(self.array)
+        rows = [("shape", f"{tuple(self.array.shape)}  {self.array.dtype}"),
+                ("stats", "  ".join(f"{key} {format_number(stats[key])}" for key in ("min", "max", "mean", "std"))),
+                ("values", first_values(self.array))]
+        if stats["non_finite"]:
+            rows.insert(2, ("", f"{stats['non_finite']} non-finite entries (masked positions are -inf)"))
+        table = "".join(f'<tr><th style="{LEFT}">{escape(k)}</th><td style="{LEFT}"><code>{escape(str(v))}</code>'
+                        f"</td></tr>" for k, v in rows)
+        picture = self.picture._repr_html_() if self.picture is not None else ""
+        return (f'<div><div style="font-family:monospace;font-weight:bold">{escape(self.name)}</div>'
+                f'<table style="{LEFT}">{table}</table>{picture}</div>')
+
+    def __repr__(self) -> str:
+        return f"TensorView({self.name!r}, shape {tuple(self.array.shape)})"
 
 
 class _Vocabulary:
@@ -184,9 +230,7 @@ def plain_picture(name: str, array: np.ndarray, labels) -> str:
                            value_name=value_name)
 
 
-@contextmanager
 def capture(*patterns: str, per_step: bool = False):
     """Record every intermediate whose name matches one of `patterns` (all of them if none are given); with
     per_step=True keep every forward pass's values (`cache.steps`, e.g. one per token under `generate`)."""
-    with inspector.capture(*patterns, kind=Capture, per_step=per_step) as cache:
-        yield cache
+    return inspector.capture(*patterns, kind=Capture, per_step=per_step)

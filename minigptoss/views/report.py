@@ -47,8 +47,9 @@ h1 { font-size: 20px; margin: 14px 0 4px; }
 h2 { font-size: 16px; margin: 6px 0 2px; font-family: monospace; }
 .where { color: #775; font-size: 13px; margin-bottom: 6px; }
 pre.equation { background: #f6f6ee; border-left: 3px solid #bb9; padding: 6px 10px; font-size: 13px; }
-pre.rich { background: #272822; color: #f8f8f2; padding: 8px 10px; font-size: 12px; line-height: 1.25;
-           overflow-x: auto; border-radius: 3px; }
+pre.rich { background: #272822; color: #f8f8f2; padding: 8px 10px; font-size: 12px; line-height: 1.15;
+           overflow-x: auto; border-radius: 3px;
+           font-family: "DejaVu Sans Mono", Menlo, Consolas, "Liberation Mono", monospace; }
 .picture { overflow-x: auto; margin: 8px 0; }
 details { margin: 6px 0; }
 summary { cursor: pointer; color: #456; font-size: 13px; }
@@ -81,7 +82,7 @@ def token_labels(session) -> list[str]:
 def picture(svg_text: str, caption: str = "") -> str:
     """An inline SVG in a scrollable box, with a caption line under it."""
     note = f'<div class="note">{escape(caption)}</div>' if caption else ""
-    return f'<div class="picture">{svg_text}</div>{note}'
+    return f'<div class="picture">{svg.scalable(svg_text)}</div>{note}'
 
 
 # -- the pictures of each kind of step ---------------------------------------------------------------------------
@@ -95,7 +96,26 @@ def attention_picture(session, step) -> str:
                                 cache[f"{step.name}.mask"], kv, token_labels(session),
                                 title=f"layer {step.layer} attention ({kind}): p per query (row) and key (column)",
                                 heads=shown_heads(c))
-    return picture(drawing, "hover a cell for the query, the key and the probability")
+    sinks = sink_table_html(session, step, shown_heads(c))
+    return picture(drawing, "hover a cell for the query, the key and the probability") + sinks
+
+
+def sink_table_html(session, step, heads) -> str:
+    """Per head: its sink logit S_h (as stored), and the mass the sink took (mean over queries, last query)."""
+    mass = np.asarray(session.cache[f"{step.name}.sink_mass"], dtype=np.float64)  # (nq, T)
+    name = f"block.{step.layer}.attn.sinks"
+    sinks = session.weights[name] if name in session.weights else None
+    kv = attention.kv_head_of(session.config.num_attention_heads, session.config.num_key_value_heads)
+    rows = ["<tr><th>head</th><th>kv</th><th>sink S_h</th><th>sink mass: mean</th><th>last query</th></tr>"]
+    for h in heads:
+        cells = [f"h{h}", f"kv{kv[h]}", svg.number(float(sinks[h])) if sinks is not None else "",
+                 f"{mass[h].mean():.3f}", f"{mass[h, -1]:.3f}"]
+        rows.append("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in cells) + "</tr>")
+    return f'<table class="decode">{"".join(rows)}</table>'
+
+
+# The kinds whose pictures say what the debugger's terminal view says: it is not repeated under them.
+PICTURED = ("attn", "router", "mxfp4", "output")
 
 
 def router_picture(session, step) -> str:
@@ -186,7 +206,7 @@ def pictures(session, step, top: int) -> str:
 
 def section(session, step, index: int, total: int, top: int) -> str:
     """One step: title, place, equation, pictures, the debugger's view, then source and tensors folded."""
-    view = piece_view(session, step, RICH_WIDTH, top)
+    view = piece_view(session, step, RICH_WIDTH, top) if step.kind not in PICTURED else None
     parts = [f'<section id="{escape(step.name)}">',
              f"<h2>{escape(plain(step_title(step, index, total)))}</h2>",
              f'<div class="where">{escape(where_text(session, step).plain)}</div>',

@@ -55,10 +55,15 @@ SOURCES = {
 }
 
 
-def equation(kind: str, config, layer: int | None) -> str:
-    """The math of one kind of step, with this model's constants filled in."""
+def equation(kind: str, config, layer: int | None, sliding: bool | None = None) -> str:
+    """The math of one kind of step, with this model's constants filled in. `sliding`: whether this layer's
+    window held in the pass shown (False under `window off`); the config's word when None."""
     c = config
-    window = (f"and i - j < {c.sliding_window}" if layer is not None and c.is_sliding(layer) else "(full)")
+    if sliding is None:
+        sliding = layer is not None and c.is_sliding(layer)
+    window = f"and i - j < {c.sliding_window}" if sliding else "(full)"
+    if not sliding and layer is not None and c.is_sliding(layer):
+        window = f"(full: this run switched the window of {c.sliding_window} off)"
     return {
         "tokens": "text -> token ids (T,) with the tokenizer;  positions = 0 .. T-1",
         "embed": "x_t = E[token_t]        E = embedding.weight (V, H)\nnot scaled, not tied to the unembedding",
@@ -208,8 +213,28 @@ def piece_view(session, step, width: int = 80, top: int = 10):
     return Panel(view, title=f"[bold]{TITLES[step.kind]}[/]", title_align="left", border_style="green")
 
 
+def window_held(session, layer: int | None) -> bool:
+    """Whether layer `layer` attended through its sliding window in this pass: the config says it slides and the
+    recorded mask keeps no key at or beyond the window (an intervention such as `window off` opens it)."""
+    c = session.config
+    if layer is None or not c.is_sliding(layer):
+        return False
+    mask = session.cache[f"blocks.{layer}.attn.mask"] if f"blocks.{layer}.attn.mask" in session.cache else None
+    if mask is None:
+        return True
+    T, Tk = mask.shape
+    distance = np.arange(T)[:, None] + (Tk - T) - np.arange(Tk)[None, :]  # (T, Tk): i - j, absolute
+    return not bool(np.any(mask & (distance >= c.sliding_window)))
+
+
+def sinks_removed(sink_mass: np.ndarray) -> np.ndarray:
+    """(nq,) True for the heads whose sink got no mass at any query: S_h = -inf in this pass (`sinks off`)."""
+    return ~np.any(np.asarray(sink_mass) != 0, axis=-1)
+
+
 def equation_panel(session, step) -> Panel:
-    return Panel(Text(equation(step.kind, session.config, step.layer)), title="equation", title_align="left")
+    text = equation(step.kind, session.config, step.layer, window_held(session, step.layer))
+    return Panel(Text(text), title="equation", title_align="left")
 
 
 def step_body(session, step, width: int = 80, top: int = 10, source: bool = False, tensors: bool = False) -> Group:
@@ -241,6 +266,9 @@ def token_label(session, position: int) -> str:
     return token_text(session.tokenizer, session.tokens[position])
 
 
+MAX_ROWS = 64  # per-token tables show the last 64 positions (the body scrolls)
+
+
 def last_rows(count: int, limit: int) -> tuple[range, str]:
     """The last `limit` of `count` positions, and a note saying so when some are left out."""
     shown = range(max(0, count - limit), count)
@@ -268,7 +296,7 @@ def view_embed(session, step, width: int, top: int = 10):
 def view_norm(session, step, width: int, top: int = 10):
     """The RMS of each token's vector before and after the norm."""
     before, after = rms_per_row(session.cache[step.inputs[0]]), rms_per_row(session.cache[step.outputs[0]])
-    rows, note = last_rows(len(before), 8)
+    rows, note = last_rows(len(before), MAX_ROWS)
     table = Table(box=None, padding=(0, 2))
     for column in ("pos", "token", "rms before", "rms after"):
         table.add_column(column, justify="left" if column == "token" else "right")
@@ -342,15 +370,18 @@ PROB_CHARS = "·░▒▓█"
 
 
 def prob_cell(p: float) -> tuple[str, str]:
-    """(character, colour) of one attention probability; every allowed cell shows at least '·'."""
+    """(character, colour) of one attention probability; every allowed cell shows at least '·'; NaN is '?'."""
+    if not np.isfinite(p):
+        return "?", "red"
     char = PROB_CHARS[int(np.searchsorted(PROB_LEVELS, p, side="right"))]
     palette = SEQUENTIAL[3:]  # skip the darkest colours: they vanish on a dark terminal
     return char, palette[min(int(p * len(palette)), len(palette) - 1)]
 
 
 def head_grid(probs: np.ndarray, sink_mass: np.ndarray, mask: np.ndarray, queries: range, keys: range) -> Text:
-    """One head's pattern: a row per query, the sink's mass, '│', then one cell per key (blank = masked)."""
-    text = Text()
+    """One head's pattern: a header of key positions (last digit), then a row per query: the sink's mass, '│',
+    then one cell per key (blank = masked)."""
+    text = Text("s│" + "".join(str(j % 10) for j in keys) + "\n", style="dim")
     for row, i in enumerate(queries):
         text.append(*prob_cell(float(sink_mass[i])))
         text.append("│", style="dim")
@@ -367,13 +398,35 @@ def shown_heads(config) -> list[int]:
     return list(range(nq)) if nq <= 16 else list(range(0, nq, config.queries_per_kv_head))
 
 
+LABEL_WIDTH = 8  # the query labels left of the heads: "text pos", cut to this
+
+
+def query_labels(session, queries: range) -> Text:
+    """One line per query: its token's text and position ("=  8"), right-aligned, cut to LABEL_WIDTH."""
+    lines = []
+    for i in queries:
+        position = f" {i}"
+        text = token_label(session, i)[:max(1, LABEL_WIDTH - len(position))]
+        lines.append(f"{text}{position}".rjust(LABEL_WIDTH))
+    return Text("\n" + "\n".join(lines), style="cyan")  # the first line faces the heads' key header
+
+
 def pattern_size(width: int, T: int) -> int:
-    """How many queries (and keys) each head's grid shows so that four heads fit across `width`."""
-    return max(1, min(T, 64, max(8, (width - 4 - 6) // 4 - 2)))
+    """How many queries (and keys) each head's grid shows so that three heads fit across `width` beside the
+    query labels (at least 8, so a window's band shows)."""
+    return max(1, min(T, 64, max(8, (width - 6 - LABEL_WIDTH) // 3 - 4)))
+
+
+def heads_per_row(width: int, n: int) -> int:
+    """How many head grids of n keys (plus the sink and '│', and a gap of 2) fit across `width` (inside a panel)
+    beside the query labels."""
+    return max(1, (width - 6 - LABEL_WIDTH) // (n + 4))
 
 
 def view_attn(session, step, width: int, top: int = 10):
-    """Each head's attention pattern (sink column, window band), the sink mass per query, the GQA groups."""
+    """Each head's attention pattern (sink column, window band) beside the query tokens, the sink mass per query,
+    the GQA groups. The heads are laid out in rows of a fixed count for the width, so two runs side by side
+    (an intervention) line up."""
     c, cache = session.config, session.cache
     probs, sink_mass, mask = (cache[f"{step.name}.{key}"] for key in ("probs", "sink_mass", "mask"))
     T, Tk = mask.shape
@@ -381,17 +434,24 @@ def view_attn(session, step, width: int, top: int = 10):
     queries, keys = range(T - n, T), range(Tk - n, Tk)
     kv = attention.kv_head_of(c.num_attention_heads, c.num_key_value_heads)
     heads = shown_heads(c)
-    grids = [Group(Text(f"h{h} kv{kv[h]}", style="bold"), head_grid(probs[h], sink_mass[h], mask, queries, keys))
-             for h in heads]
-    window = (f"outside the window of {c.sliding_window}" if c.is_sliding(step.layer) else "")
-    legend = Text(f"rows: queries {queries[0]}..{queries[-1]} top to bottom;  first column: the sink's mass, then │, "
-                  f"then keys {keys[0]}..{keys[-1]}" + (f" (keys 0..{keys[0] - 1} off-screen)" if keys[0] else "")
+    per_row = heads_per_row(width, n)
+    grid = Table.grid(padding=(0, 0, 0, 2))
+    for _ in range(1 + min(per_row, len(heads))):
+        grid.add_column(no_wrap=True)
+    labels = query_labels(session, queries)
+    for first in range(0, len(heads), per_row):
+        chunk = heads[first:first + per_row]
+        grid.add_row("", *(Text(f"h{h} kv{kv[h]}", style="bold") for h in chunk))
+        grid.add_row(labels.copy(), *(head_grid(probs[h], sink_mass[h], mask, queries, keys) for h in chunk))
+    window = (f"outside the window of {c.sliding_window}" if window_held(session, step.layer) else "")
+    legend = Text(f"rows: queries {queries[0]}..{queries[-1]} top to bottom (token, position);  first column (s): the "
+                  f"sink's mass, then │, then keys {keys[0]}..{keys[-1]} (the last digit of the position above)"
+                  + (f" (keys 0..{keys[0] - 1} off-screen)" if keys[0] else "")
                   + f";  blank = masked (future{' or ' + window if window else ''});  "
                   f"· ░ ▒ ▓ █ = p < .05 .15 .35 .6 <= p", style="dim")
     if len(heads) < c.num_attention_heads:
         legend.append(f";  showing the first query head of each kv head ({len(heads)} of {c.num_attention_heads})")
-    return Group(Columns(grids, padding=(0, 2)), legend, sink_table(session, step, heads, sink_mass, width),
-                 gqa_text(c))
+    return Group(grid, legend, sink_table(session, step, heads, sink_mass, width), gqa_text(c))
 
 
 def sink_table(session, step, heads: list[int], sink_mass: np.ndarray, width: int) -> Table:
@@ -404,8 +464,10 @@ def sink_table(session, step, heads: list[int], sink_mass: np.ndarray, width: in
         table.add_column(column, justify="left" if column == "per query" else "right")
     kv = attention.kv_head_of(session.config.num_attention_heads, session.config.num_key_value_heads)
     spark = max(4, min(T, width - 46))
+    removed = sinks_removed(sink_mass)
     for h in heads:
-        table.add_row(f"h{h}", f"kv{kv[h]}", format_number(float(sinks[h])) if sinks is not None else "",
+        logit = "-inf (off)" if removed[h] else format_number(float(sinks[h])) if sinks is not None else ""
+        table.add_row(f"h{h}", f"kv{kv[h]}", logit,
                       f"{sink_mass[h].mean():.3f}", f"{sink_mass[h, -1]:.3f}", sparkline(sink_mass[h], width=spark))
     return titled("sink mass per query (what the row gave the sink: 1 - its sum)", table)
 
@@ -433,7 +495,7 @@ def view_router(session, step, width: int, top: int = 10):
     """For each token its top-k experts and their weights; how many tokens each expert received."""
     c, m = session.config, step.name.removesuffix(".router")
     ids, weights = session.cache[f"{m}.router.expert_ids"], session.cache[f"{m}.router.weights"]
-    rows, note = last_rows(len(ids), 64)
+    rows, note = last_rows(len(ids), MAX_ROWS)
     table = Table(box=None, padding=(0, 2))
     for column in ("pos", "token", "experts"):
         table.add_column(column, justify="right" if column == "pos" else "left")
@@ -552,7 +614,7 @@ def view_moe(session, step, width: int, top: int = 10):
     b = f"blocks.{step.layer}"
     ids, weights = session.cache[f"{b}.moe.router.expert_ids"], session.cache[f"{b}.moe.router.weights"]
     y = session.cache[f"{b}.moe.expert_out"]
-    rows, note = last_rows(len(ids), 6)
+    rows, note = last_rows(len(ids), MAX_ROWS)
     table = Table(box=None, padding=(0, 2))
     for column in ("pos", "token", "experts", "rms MoE"):
         table.add_column(column, justify="left" if column in ("token", "experts") else "right")

@@ -6,10 +6,11 @@
                                                          (the future, outside the sliding window) hatched grey
     router_svg(expert_ids, weights, num_experts, labels) tokens x experts: the chosen experts' weights
     bars_svg(labels, values) / columns_svg(values)       horizontal bars (top candidates), a long vector
-    candidates_svg(logits, labels, top)                  the top next tokens: probability and log-probability
+    candidates_svg(logits, labels, top)                  the top next tokens: bars of p, with p and log p
     grid_svg(svgs, columns)                              several pictures as one
 
-Every cell and bar carries a <title> (a browser shows it on hover) with its labels and value. Text is escaped
+Every cell and bar carries a <title> (a browser shows it on hover) with its labels and value. Labels are never
+larger than the cells they name (label_font); `scalable` lets a page or notebook scale a picture to its width. Text is escaped
 (html.escape), so token texts such as "<|start|>" or "&" are safe. Sizes are estimated (no font metrics): a
 character is taken as 0.6 of the font size. No ids are used, so many pictures can share one HTML page.
 """
@@ -55,6 +56,22 @@ def document(body: str, width: float, height: float, title: str = "") -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
             f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="monospace" font-size="{FONT}">'
             f'{heading}{body}</svg>')
+
+
+def scalable(svg_text: str, most: float = 1.5) -> str:
+    """The SVG with its width set to its container's (from 0.8 to `most` times its drawn size; height follows): a
+    page or a notebook cell wider than the picture shows it larger, a narrower one a little smaller, then
+    scrolls."""
+    width = float(svg_text.split('width="', 1)[1].split('"', 1)[0])
+    return svg_text.replace(f'width="{width:.0f}"', f'width="100%" style="max-width:{width * most:.0f}px;'
+                                                    f'min-width:{width * 0.8:.0f}px;height:auto"', 1)
+
+
+def label_font(cell: float) -> tuple[float, int]:
+    """(font size, every how many labels are written) for labels one per `cell` px: a font no larger than the
+    cell, and at least 6 px, so below 6 px cells only every 2nd (3rd, ...) label is written."""
+    step = max(1, int(np.ceil(6 / max(cell, 0.1))))
+    return min(FONT, max(6.0, cell) if step > 1 else cell, cell * step), step
 
 
 def label(x: float, y: float, text: str, anchor: str = "start", rotate: bool = False, bold: bool = False,
@@ -173,8 +190,11 @@ def heatmap_svg(matrix, row_labels=None, col_labels=None, title: str = "", cell:
     titles = lambda r, c: f"{rows[r]} × {cols[c]}: {value_name} {number(matrix[r, c])}"  # noqa: E731
     body = [label(4, FONT + 2, title, bold=True) if title else "",
             cell_rects(matrix, left, top, cell, scale, titles)]
-    body += [label(left - 4, top + (r + 0.75) * cell, short(t), anchor="end") for r, t in enumerate(rows)]
-    body += [label(left + (c + 0.7) * cell, top - 4, short(t), rotate=True) for c, t in enumerate(cols)]
+    font, every = label_font(cell)
+    body += [label(left - 4, top + (r + 0.5) * cell + font * 0.35, short(t), anchor="end", size=font)
+             for r, t in enumerate(rows) if r % every == 0]
+    body += [label(left + (c + 0.5) * cell + font * 0.35, top - 4, short(t), rotate=True, size=font)
+             for c, t in enumerate(cols) if c % every == 0]
     bottom = top + matrix.shape[0] * cell + 8
     if note:
         body.append(label(left, bottom + FONT, note, fill="#555"))
@@ -194,8 +214,8 @@ def attention_panel(probs, sink, mask, queries, keys, x: float, y: float, cell: 
     """One head at (x, y): its name, then per query row the sink's mass, a gap, and one cell per key.
 
     probs (T, Tk), sink (T,), mask (T, Tk) bool; queries / keys: the positions drawn (the last ones).
-    Returns (SVG elements, width, height). Labels are set in a font no taller than a cell plus one pixel."""
-    font = min(FONT, cell + 1)
+    Returns (SVG elements, width, height). Labels are set in a font no larger than a cell (label_font)."""
+    font, every = label_font(cell)
     left = x + (row_label_width([row_labels[i] for i in queries], font) if show_rows else 0)
     col_height = max((text_width(short(col_labels[j]), font) for j in keys), default=0) + 6 if show_cols else 0
     top = y + FONT + 4 + col_height
@@ -214,12 +234,13 @@ def attention_panel(probs, sink, mask, queries, keys, x: float, y: float, cell: 
              f'fill="none" stroke="#3060c0" stroke-width="1"/>',
              cell_rects(shown_probs, keys_x, top, cell, PROBS, key_title, masked=shown_mask)]
     if show_rows:
-        parts += [label(left - 4, top + (r + 0.8) * cell, short(row_labels[i]), anchor="end", size=font)
-                  for r, i in enumerate(queries)]
+        parts += [label(left - 4, top + (r + 0.5) * cell + font * 0.35, short(row_labels[i]), anchor="end",
+                        size=font) for r, i in enumerate(queries) if (len(queries) - 1 - r) % every == 0]
     if show_cols:
-        parts.append(label(left + 0.8 * cell, top - 4, "sink", rotate=True, fill="#3060c0", size=font))
-        parts += [label(keys_x + (c + 0.8) * cell, top - 4, short(col_labels[j]), rotate=True, size=font)
-                  for c, j in enumerate(keys)]
+        parts.append(label(left + 0.5 * cell + font * 0.35, top - 4, "sink", rotate=True, fill="#3060c0",
+                           size=font))
+        parts += [label(keys_x + (c + 0.5) * cell + font * 0.35, top - 4, short(col_labels[j]), rotate=True,
+                        size=font) for c, j in enumerate(keys) if (len(keys) - 1 - c) % every == 0]
     width = keys_x + len(keys) * cell - x
     height = top + len(queries) * cell - y
     return "".join(parts), width, height
@@ -322,9 +343,9 @@ def router_svg(expert_ids, weights, num_experts: int | None = None, labels=None,
 # -- bars --------------------------------------------------------------------------------------------------------
 
 def bars_svg(labels, values, title: str = "", value_name: str = "value", length: float = 240,
-             colour: str = "#4a78c0") -> str:
-    """Horizontal bars, one per label, from a zero line (negative values, e.g. log-probabilities, go left),
-    each with its value written right of it (of the zero line for negative bars) and in its tooltip."""
+             colour: str = "#4a78c0", notes=None) -> str:
+    """Horizontal bars, one per label, from a zero line (negative values go left), each with its value written
+    right of it (of the zero line for negative bars), or `notes[i]` instead, and in its tooltip."""
     values = np.asarray(values, dtype=np.float64)
     names = [short(str(t), 16) for t in labels]
     left = max((text_width(n) for n in names), default=0) + 10
@@ -339,12 +360,14 @@ def bars_svg(labels, values, title: str = "", value_name: str = "value", length:
         parts.append(f'<rect x="{x0:.1f}" y="{y:.1f}" width="{max(x1 - x0, 0.5):.1f}" height="{bar}" '
                      f'fill="{colour}"><title>{escape(f"{labels[i]}: {value_name} {number(value)}")}</title></rect>')
         parts.append(label(left - 6, y + bar * 0.75, name, anchor="end"))
-        parts.append(label(x1 + 4, y + bar * 0.75, number(value), fill="#333"))  # right of the bar or of 0
+        note = notes[i] if notes is not None else number(value)
+        parts.append(label(x1 + 4, y + bar * 0.75, note, fill="#333"))  # right of the bar or of 0
     bottom = top + len(values) * (bar + 3)
     parts.append(f'<line x1="{zero:.1f}" y1="{top - 2}" x2="{zero:.1f}" y2="{bottom:.1f}" stroke="#555"/>')
     parts.append(label(zero, bottom + FONT + 2, f"0 ({value_name})", anchor="end" if low < 0 else "start",
                        fill="#555"))
-    width = max(left + length + 70, text_width(title) + 8)
+    longest = max((len(n) for n in notes), default=0) if notes is not None else 10
+    width = max(left + length + 10 + text_width("x" * longest), text_width(title) + 8)
     return document("".join(parts), width, bottom + FONT + 8, title)
 
 
@@ -380,8 +403,9 @@ def columns_svg(values, title: str = "", value_name: str = "value", height: floa
 
 
 def candidates_svg(logits, labels, top: int = 10, title: str = "next token") -> str:
-    """The `top` most likely next tokens after one position, as two bar charts side by side: the probability
-    and the log-probability (natural log). logits (V,); labels[i]: token i's text."""
+    """The `top` most likely next tokens after one position: a bar per token as long as its probability (the
+    most likely longest), its p and log p (natural log) written beside it. logits (V,); labels[i]: token i's
+    text. (A bar of log p from 0 would invert the order: the likeliest token, log p ~ 0, would have none.)"""
     logits = np.asarray(logits, dtype=np.float64)
     shifted = logits - logits.max()
     log_probs = shifted - np.log(np.sum(np.exp(shifted)))  # (V,): log-softmax
@@ -390,15 +414,8 @@ def candidates_svg(logits, labels, top: int = 10, title: str = "next token") -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         probs = np.exp(log_probs[order])
-    left = bars_svg(names, probs, title=f"{title}: probability", value_name="p")
-    right = bars_svg(names, log_probs[order], title=f"{title}: log-probability", value_name="log p",
-                     colour="#7a5cb0")
-    return side_by_side(left, right)
-
-
-def side_by_side(*svgs: str) -> str:
-    """Several standalone SVGs placed left to right in one."""
-    return grid_svg(list(svgs), columns=len(svgs), gap=16)
+    notes = [f"p {number(p)}   log p {number(lp)}" for p, lp in zip(probs, log_probs[order])]
+    return bars_svg(names, probs, title=f"{title}: the most likely next tokens", value_name="p", notes=notes)
 
 
 def grid_svg(svgs: list[str], columns: int = 4, gap: float = 12) -> str:

@@ -19,6 +19,8 @@ random model of tiny_weights/:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -188,6 +190,118 @@ def ablations(model, questions):
     return table
 
 
+# ---------------------------------------------------------------- the induction circuit
+
+
+def induction_records(model, questions):
+    """Per induction question ('qwertyuiopas|qw'): the captured attention probs over prompt + answer."""
+    out = []
+    for q in questions:
+        ids = tasks.sort_prompt_ids(q) + tasks.sort_answer_ids(q)[:-1]
+        with minigptoss.capture("blocks.*.attn.probs") as cache:
+            model.forward(ids)
+        out.append({name: np.array(cache[name]) for name in cache.keys()})
+    return out
+
+
+def visible_keys(config, layer: int, query: int) -> int:
+    window = config.window(layer)
+    return min(query + 1, window) if window else query + 1
+
+
+def previous_token_mass(model, questions, records, first: int = 7):
+    """(layers, heads) mean attention from position i to i - 1, over every position i >= `first` of prompt +
+    answer, and the chance level per layer (1 / the keys a head may see there, averaged)."""
+    c = model.config
+    mass, chance, count = np.zeros((c.num_hidden_layers, c.num_attention_heads)), np.zeros(c.num_hidden_layers), 0
+    for q, rec in zip(questions, records):
+        T = rec["blocks.0.attn.probs"].shape[1]
+        for i in range(first, T):
+            for n in range(c.num_hidden_layers):
+                mass[n] += rec[f"blocks.{n}.attn.probs"][:, i, i - 1]
+                chance[n] += 1 / visible_keys(c, n, i)
+            count += 1
+    return mass / count, chance / count
+
+
+def induction_mass(model, questions, records):
+    """(layers, heads) mean attention, at each position that predicts an answer token (the last cue letter and
+    every answer letter but the last), on the position just after the earlier occurrence of the current letter
+    (the letter to write next, or '|' before <|return|>), and the chance level per layer."""
+    c = model.config
+    mass, chance, count = np.zeros((c.num_hidden_layers, c.num_attention_heads)), np.zeros(c.num_hidden_layers), 0
+    for q, rec in zip(questions, records):
+        sequence, cue = q.split(tasks.INDUCTION_SEPARATOR)
+        L, k = len(sequence), len(cue)
+        for p in range(L + k, 2 * L + 1):  # query position p holds sequence[p - L - 1]; predicts sequence[p - L]
+            source = p - L  # the position after that letter's first occurrence
+            for n in range(c.num_hidden_layers):
+                mass[n] += rec[f"blocks.{n}.attn.probs"][:, p, source]
+                chance[n] += 1 / visible_keys(c, n, p)
+            count += 1
+    return mass / count, chance / count
+
+
+def best_head(mass):
+    n, h = np.unravel_index(mass.argmax(), mass.shape)
+    return int(n), int(h)
+
+
+def kind_accuracies(model, sets, intervention=None):
+    """Kind -> (right, of n), greedy, by minigptoss, under the intervention if given."""
+    result = {}
+    for kind, qs in sets.items():
+        if intervention is None:
+            right = sum(tasks.sort_right(model, q) for q in qs)
+        else:
+            with intervention:
+                right = sum(tasks.sort_right(model, q) for q in qs)
+        result[kind] = (right, len(qs))
+    return result
+
+
+def induction_report(trained, random_model, per_kind: int = 100) -> None:
+    from minigptoss.interventions import zero_head
+
+    c = trained.config
+    sets = tasks.held_out_sets()
+    questions = sets["induction"][:per_kind]
+    rec_t, rec_r = induction_records(trained, questions), induction_records(random_model, questions)
+    prev_t, prev_chance = previous_token_mass(trained, questions, rec_t)
+    prev_r, _ = previous_token_mass(random_model, questions, rec_r)
+    ind_t, ind_chance = induction_mass(trained, questions, rec_t)
+    ind_r, _ = induction_mass(random_model, questions, rec_r)
+    kinds = lambda n: "sliding" if c.is_sliding(n) else "full"  # noqa: E731
+    print(f"[induction] {len(questions)} held-out questions, teacher-forced")
+    for label, mass, chance, rand in (("previous-token", prev_t, prev_chance, prev_r),
+                                      ("induction", ind_t, ind_chance, ind_r)):
+        n, h = best_head(mass)
+        print(f"[induction] {label} head: layer {n} ({kinds(n)}) head {h} puts {mass[n, h]:.2f} of its attention on "
+              f"its target; chance {chance[n]:.2f}; random model: same head {rand[n, h]:.2f}, best head "
+              f"{rand.max():.2f}")
+        print(f"[induction]   per layer, best head: " + ", ".join(
+            f"L{m} ({kinds(m)}) {mass[m].max():.2f} (h{mass[m].argmax()}, chance {chance[m]:.2f})"
+            for m in range(c.num_hidden_layers)))
+    rows = [("shipped model", None)]
+    for label, mass in (("previous-token", prev_t), ("induction", ind_t)):
+        n, h = best_head(mass)
+        heads = [int(x) for x in np.flatnonzero(mass[n] >= 0.5)]  # every head of that layer doing the same job
+        others = [int(x) for x in np.argsort(mass[n], kind="stable")[:len(heads)]]  # as many heads doing least
+        rows += [(f"best {label} head zeroed (layer {n} head {h})", [(n, h)]),
+                 (f"every {label} head of layer {n} zeroed (heads {', '.join(map(str, heads))}: mass >= 0.5)",
+                  [(n, x) for x in heads]),
+                 (f"control: as many other heads of layer {n} zeroed (heads {', '.join(map(str, others))})",
+                  [(n, x) for x in others])]
+    subset = {kind: qs[:per_kind] for kind, qs in sets.items()}
+    print("\nhead ablations (held-out questions answered exactly, greedy, by minigptoss; k of n):")
+    print("| variant | " + " | ".join(subset) + " |")
+    print("|---|" + "---:|" * len(subset))
+    for label, heads in rows:
+        intervention = None if heads is None else functools.reduce(operator.add, [zero_head(*x) for x in heads])
+        accuracy = kind_accuracies(trained, subset, intervention)
+        print(f"| {label} | " + " | ".join(f"{k} of {n}" for k, n in accuracy.values()) + " |", flush=True)
+
+
 def main() -> None:
     every = tasks.held_out_questions()  # 200 sort, then 200 repeat; the first 100 of each are measured
     questions = every[:100] + every[200:300]
@@ -225,6 +339,8 @@ def main() -> None:
         print(f"[{task}] expert load (share of slots) per layer, trained: " + "; ".join(
             " ".join(f"{v:.2f}" for v in expert_load(trained, rec_t, m)) for m in range(c.num_hidden_layers)))
         print()
+    induction_report(tasks.decoded(trained), random_model)
+    print()
     print("ablation (held-out accuracy, greedy, by minigptoss):")
     print(f"| {'variant':<70} | sort | repeat | all |")
     print(f"|{'-' * 72}|-----:|-------:|----:|")

@@ -37,13 +37,14 @@ import torch_model as tm  # noqa: E402
 
 RUNS = HERE / "runs"
 SETTINGS = {  # per task: steps of float training, steps through the rounding, batch, peak learning rate
-    "sort": dict(steps=800, quant_steps=100, batch=128, val=256, lr=3e-3, out=REPO / "tiny_weights" / "sort"),
-    "chat": dict(steps=600, quant_steps=60, batch=24, val=96, lr=3e-3, out=REPO / "tiny_weights" / "chat"),
+    "sort": dict(steps=1600, quant_steps=150, batch=128, val=512, early_stop=False, lr=3e-3, out=REPO / "tiny_weights" / "sort"),
+    "chat": dict(steps=2400, quant_steps=150, batch=32, val=256, lr=2e-3, out=REPO / "tiny_weights" / "chat",
+                 init=REPO / "tiny_weights" / "sort"),  # starts from the trained sort model's weights
 }
 
 
 def batches(task: str, seed: int, n: int):
-    rng, held = random.Random(seed), (set(tasks.held_out_questions()) if task == "sort" else set(tasks.chat_held_out()))
+    rng, held = random.Random(seed), (tasks.all_held_out() if task == "sort" else tasks.chat_all_held_out())
     make = tasks.sort_training_batch if task == "sort" else tasks.chat_training_batch
     while True:
         yield make(rng, n, held)
@@ -73,7 +74,7 @@ def exact_share(cfg, params, pairs, quantize: bool) -> float:
 
 
 def train(task: str, cfg, seed: int, steps: int, quant_steps: int, batch: int, val: int, lr: float,
-          log_every: int = 100, float_copy: dict | None = None):
+          log_every: int = 100, float_copy: dict | None = None, init: dict | None = None, early_stop: bool = True):
     """Float phase of `steps` (left early, deterministically, once the validation batch is answered exactly at
     two consecutive reports), then `quant_steps` through the rounding. float_copy, if a dict, receives the
     float32 weights as they were at the end of the float phase (for the float-vs-MXFP4 ablation)."""
@@ -111,12 +112,25 @@ def train(task: str, cfg, seed: int, steps: int, quant_steps: int, batch: int, v
             print(f"step {step:5d}/{total} {'mxfp4' if quantize else 'float'} loss {loss.item():.4f} "
                   f"val exact {share:.3f}  {time.time() - start:.0f}s", flush=True)
             perfect = perfect + 1 if share == 1.0 else 0
-            if perfect == 2 and step < steps:
+            if early_stop and perfect == 2 and step < steps:
                 print(f"float phase done early at step {step}", flush=True)
                 total, steps = step + quant_steps, step
         if step == steps and float_copy is not None:
             float_copy.update({name: p.detach().numpy().copy() for name, p in params.items()})
     return params
+
+
+def stored_weights(folder: Path) -> dict[str, np.ndarray]:
+    """A saved model's weights as float32 arrays under the training names (MXFP4 experts decoded)."""
+    weights = minigptoss.load(folder).weights
+    out = {}
+    for name in weights:
+        if name.endswith(".blocks"):
+            base = name.removesuffix(".blocks")
+            out[base] = decode_mxfp4(np.asarray(weights[name]), np.asarray(weights[f"{base}.scales"]))
+        elif not name.endswith(".scales"):
+            out[name] = np.asarray(weights[name], dtype=np.float32)
+    return out
 
 
 def export(cfg, params, folder: Path) -> dict[str, np.ndarray]:
@@ -154,6 +168,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, help="float training steps")
     parser.add_argument("--quant-steps", type=int, help="steps through the bf16/MXFP4 rounding")
     parser.add_argument("--out", type=Path, help="output folder")
+    parser.add_argument("--init", type=Path, help="start from this saved model (chat: default tiny_weights/sort)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)")
     args = parser.parse_args(argv)
     settings = SETTINGS[args.task]
@@ -164,8 +179,10 @@ def main(argv=None) -> None:
     cfg = minigptoss.TINY
     began = time.time()
     float_weights = {}
+    start = args.init or settings.get("init")
+    init = stored_weights(start) if start else None  # chat starts from the sort model
     params = train(args.task, cfg, args.seed, steps, quant_steps, settings["batch"], settings["val"], settings["lr"],
-                   log_every=50, float_copy=float_weights)
+                   log_every=50, float_copy=float_weights, init=init, early_stop=settings.get("early_stop", True))
     trained = time.time()
     RUNS.mkdir(exist_ok=True)  # not committed (see .gitignore): tools/train/measure.py reads it if present
     np.savez(RUNS / f"{args.task}-float.npz", **float_weights)
@@ -174,24 +191,27 @@ def main(argv=None) -> None:
     (out / "defaults.json").write_text(json.dumps(defaults, indent=2) + "\n")
     sizes = sum(f.stat().st_size for f in out.iterdir())
     if args.task == "sort":
-        qs = tasks.held_out_questions()
-        seqs = [tasks.sort_prompt_ids(q) + tasks.sort_answer_ids(q)[:-1] for q in qs[:50] + qs[-50:]]
+        qs = [q for questions in tasks.held_out_sets().values() for q in questions[:10]]
+        seqs = [tasks.sort_prompt_ids(q) + tasks.sort_answer_ids(q)[:-1] for q in qs]
     else:
-        seqs = [tasks.chat_prompt_ids(q) + tasks.chat_completion_ids(q)[:-1] for q in tasks.chat_held_out()[:40]]
+        qs = [q for questions in tasks.chat_held_out_sets().values() for q in questions[::15]]
+        seqs = [tasks.chat_prompt_ids(q) + tasks.chat_completion_ids(q)[:-1] for q in qs]
     delta = parity(cfg, params, out, seqs)
     model = minigptoss.load(out)
     print(f"saved {out} ({sizes / 1024:.0f} kB); parity minigptoss vs torch on {len(seqs)} sequences: "
           f"max |delta logit| = {delta:.2e}")
     if args.task == "sort":
-        qs = tasks.held_out_questions()
-        half = len(qs) // 2
-        print(f"held-out accuracy (minigptoss, greedy): sort {tasks.sort_accuracy(model, qs[:half]):.4f}, "
-              f"repeat {tasks.sort_accuracy(model, qs[half:]):.4f}, all {tasks.sort_accuracy(model, qs):.4f} "
-              f"of {len(qs)}")
+        fast = tasks.decoded(model)
+        for kind, qs in tasks.held_out_sets().items():
+            right = [q for q in qs if tasks.sort_right(fast, q)]
+            wrong = [q for q in qs if q not in set(right)]
+            print(f"held-out {kind} (minigptoss, greedy): {len(right)} of {len(qs)}  wrong: {wrong[:5]}", flush=True)
     else:
-        valid, right = tasks.chat_scores(model)
-        print(f"held-out chat (minigptoss, greedy, {tasks.CHAT_HELD_OUT} questions): valid harmony {valid:.4f}, "
-              f"right answer {right:.4f}")
+        fast = tasks.decoded(model)
+        for kind, qs in tasks.chat_held_out_sets().items():
+            valid, right = tasks.chat_scores(fast, qs)
+            print(f"held-out chat {kind} (minigptoss, greedy): valid harmony {round(valid * len(qs))} of {len(qs)}, "
+                  f"right final answer {round(right * len(qs))} of {len(qs)}", flush=True)
     print(f"wall time: training {trained - began:.0f}s, total {time.time() - began:.0f}s")
 
 
