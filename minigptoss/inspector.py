@@ -17,6 +17,7 @@ The forward pass hands each intermediate to `x = record(name, x)` and goes on wi
 itself, or what the open patches made of it (in the order they were opened), which is then what the captures
 see. A few names are computed for display only (names.py marks them `observed`): they are offered with
 `observe(name, x)`, which captures but never patches, and patching one by its exact name is refused.
+An `Intervention` is a labelled set of patches opened together (interventions.py and numerics.py make them).
 
 With no capture or patch open, `record` returns its argument at once: nothing is stored or copied, and the
 numbers never change. Recorded arrays are read-only views of the values the forward pass goes on using; a patch
@@ -28,14 +29,15 @@ one per pass (`cache.steps[i]`). What it does not do: render (views/capture.py g
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from fnmatch import fnmatchcase
 
 import numpy as np
 
 from .arguments import instance, shown, text_patterns
 from .errors import MinigptossError
+from .kvcache import KVCache
 from .names import OBSERVED, canonical, declared, from_transformer_lens, is_declared, recorded_names
 
 _open_captures: list["Capture"] = []
@@ -85,6 +87,7 @@ class Capture(Mapping):
         self.per_step = per_step
         self._tensors: dict[str, np.ndarray] = {}
         self._history: dict[str, list[np.ndarray]] = {}
+        self.earlier_tokens: list[int] = []  # at_step: the tokens the earlier passes read (positions before ours)
 
     def wants(self, name: str) -> bool:
         return any(fnmatchcase(name, pattern) for pattern in self.patterns)
@@ -166,6 +169,42 @@ class Capture(Mapping):
             raise ValueError("this capture keeps only the newest value of each name; open it with per_step=True")
         count = max((len(values) for values in self._history.values()), default=0)
         return [{name: values[i] for name, values in self._history.items() if i < len(values)} for i in range(count)]
+
+    def step_count(self, name: str = "tokens") -> int:
+        """How many passes have recorded `name` so far (per_step=True; `tokens`, the first name a forward pass
+        records: how many passes have started)."""
+        return len(self._history.get(name, ()))
+
+    def at_step(self, i: int) -> "Capture":
+        """Pass i alone (needs per_step=True) as a capture of the same kind, live: it holds what pass i has
+        recorded so far and fills while it runs. `earlier_tokens` is what the passes before it read, so token
+        labels can name every position its queries and cached keys sit at."""
+        if not self.per_step:
+            raise ValueError("this capture keeps only the newest value of each name; open it with per_step=True")
+        one = type(self).__new__(type(self))
+        Capture.__init__(one, self.patterns)
+        one._tensors = _StepTensors(self._history, i)
+        one.earlier_tokens = [int(t) for values in self._history.get("tokens", [])[:i] for t in values]
+        return one
+
+
+class _StepTensors(Mapping):
+    """{name: the i-th value recorded under that name}, read live from a per-step capture's history."""
+
+    def __init__(self, history: dict[str, list[np.ndarray]], i: int):
+        self.history, self.i = history, i
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        values = self.history.get(name, ())
+        if len(values) <= self.i:
+            raise KeyError(name)
+        return values[self.i]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name, values in list(self.history.items()) if len(values) > self.i])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def capture(*patterns: str, kind: type[Capture] = Capture, per_step: bool = False):
@@ -286,3 +325,39 @@ def observe(name: str, value) -> None:
     """Offer a display-only intermediate (its value is not used further): captured, patched only by helpers that
     keep the display consistent (Patch(display=True))."""
     record(name, value, observed=True)
+
+
+class Intervention:
+    """A labelled set of patches opened together: `with intervention: model.forward(tokens)`."""
+
+    def __init__(self, label: str, patches: Sequence[Patch], keep_all_keys: Iterable[int] | None = ()):
+        self.label, self.patches = label, tuple(patches)
+        self.keep_all_keys = keep_all_keys  # layers whose KV cache must keep every key (None: all layers)
+        self._stack: list[ExitStack] = []
+
+    def __enter__(self) -> "Intervention":
+        stack = ExitStack()
+        stack.enter_context(patching(*self.patches))
+        self._stack.append(stack)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.pop().close()
+
+    def __add__(self, other: "Intervention") -> "Intervention":
+        if not isinstance(other, Intervention):
+            return NotImplemented
+        keep = None if self.keep_all_keys is None or other.keep_all_keys is None else \
+            (*self.keep_all_keys, *other.keep_all_keys)
+        return Intervention(f"{self.label} + {other.label}", self.patches + other.patches, keep)
+
+    def __repr__(self) -> str:
+        return f"Intervention({self.label!r})"
+
+    def new_cache(self, model) -> KVCache:
+        """A KV cache for `model.generate(..., cache=...)` that keeps what this intervention needs (window_off
+        needs every key of the layers it opens up)."""
+        cache = model.new_cache()
+        for n in range(len(cache.windows)) if self.keep_all_keys is None else self.keep_all_keys:
+            cache.windows[n] = 0
+        return cache

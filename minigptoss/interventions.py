@@ -28,7 +28,7 @@ position works the same in a prefill and in generate's one-token steps. `PRESETS
 pick by name (the debugger's menu): `preset("zero head", layer=1, head=3)`.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -36,47 +36,11 @@ from fnmatch import fnmatchcase
 import numpy as np
 
 from .attention import sink_softmax
+from . import numerics
 from .arguments import instance, text_patterns, whole_number, whole_numbers
-from .inspector import Capture, Patch, PatchError, capture, patching
-from .kvcache import KVCache
+from .inspector import Capture, Intervention, Patch, PatchError, capture
 from .names import declared, from_transformer_lens
 from .router import softmax, top_k
-
-
-class Intervention:
-    """A labelled set of patches opened together: `with intervention: model.forward(tokens)`."""
-
-    def __init__(self, label: str, patches: Sequence[Patch], keep_all_keys: Iterable[int] | None = ()):
-        self.label, self.patches = label, tuple(patches)
-        self.keep_all_keys = keep_all_keys  # layers whose KV cache must keep every key (None: all layers)
-        self._stack: list[ExitStack] = []
-
-    def __enter__(self) -> "Intervention":
-        stack = ExitStack()
-        stack.enter_context(patching(*self.patches))
-        self._stack.append(stack)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stack.pop().close()
-
-    def __add__(self, other: "Intervention") -> "Intervention":
-        if not isinstance(other, Intervention):
-            return NotImplemented
-        keep = None if self.keep_all_keys is None or other.keep_all_keys is None else \
-            (*self.keep_all_keys, *other.keep_all_keys)
-        return Intervention(f"{self.label} + {other.label}", self.patches + other.patches, keep)
-
-    def __repr__(self) -> str:
-        return f"Intervention({self.label!r})"
-
-    def new_cache(self, model) -> KVCache:
-        """A KV cache for `model.generate(..., cache=...)` that keeps what this intervention needs (window_off
-        needs every key of the layers it opens up)."""
-        cache = model.new_cache()
-        for n in range(len(cache.windows)) if self.keep_all_keys is None else self.keep_all_keys:
-            cache.windows[n] = 0
-        return cache
 
 
 class _Positions:
@@ -362,6 +326,21 @@ PRESETS = {preset.name: preset for preset in [
     Preset("forbid expert", "the router never chooses this expert, in every layer", ("expert",),
            lambda expert: forbid_experts([expert])),
     Preset("top-1 routing", "only each token's best expert counts", (), lambda: top1_routing()),
+    # other engines' roundings (numerics.py)
+    Preset("llama.cpp", "llama.cpp's CPU roundings: Q8_0 expert inputs, bf16 matmul inputs, rounded YaRN ramp, "
+           "fp16 KV cache", (), lambda: numerics.llama_cpp()),
+    Preset("llama.cpp f32 kv", "llama.cpp's roundings with an f32 KV cache", (),
+           lambda: numerics.llama_cpp(kv="f32")),
+    Preset("bf16", "the torch reference's bf16 run: every tensor it holds in bf16 rounded to bf16", (),
+           lambda: numerics.bf16_activations()),
+    Preset("q8_0 expert inputs", "llama.cpp: the experts' inputs quantized to Q8_0 (blocks of 32, int8)", (),
+           lambda: numerics.q8_0_expert_inputs()),
+    Preset("bf16 matmul inputs", "llama.cpp: attention qkv/out and unembedding inputs rounded to bf16", (),
+           lambda: numerics.bf16_matmul_inputs()),
+    Preset("rounded yarn ramp", "llama.cpp: YaRN's ramp bounds floored/ceiled (a different RoPE)", (),
+           lambda: numerics.rounded_yarn_ramp()),
+    Preset("fp16 kv cache", "llama.cpp: keys, values, queries and probabilities in fp16", (),
+           lambda: numerics.fp16_kv_cache()),
 ]}
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from . import attention
 from .attention import attend, attention_mask, attention_scores, sink_softmax, split_qkv, whole_attention_bytes
 from .arguments import shown, instance, whole_number
-from .config import Config
+from .config import Config, yarn_ramp_bounds
 from .errors import ArgumentError, MinigptossError, TokenError
 from .fast import dense as fastdense
 from .fast.attention import banded_attention
@@ -92,14 +92,16 @@ class Model:
         return logits
 
     def generate(self, tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
-                 top_k: int | None = None, seed: int | None = None, stop_tokens=None, cache: KVCache | None = None):
+                 top_k: int | None = None, seed: int | None = None, stop_tokens=None, cache: KVCache | None = None,
+                 on_draw=None):
         """Yield new token ids one by one (KV-cached); see `sampling.generate`. Stops after one of `stop_tokens`
         (none by default; a chat passes its format's, e.g. `text.harmony.stop_tokens(tokenizer)`) or
-        max_new_tokens. cache: the KV cache to fill (default a new one), e.g. an intervention's `new_cache`."""
+        max_new_tokens. cache: the KV cache to fill (default a new one), e.g. an intervention's `new_cache`;
+        on_draw(token, u): hears each draw and its uniform number (None when greedy)."""
         check_sampling(max_new_tokens, temperature, top_p, top_k, seed, stop_tokens)  # now, not at the first next()
         instance("generate", "cache", cache, KVCache, "a KVCache (model.new_cache())", none=True)
         return generate(self, check_tokens(tokens, self.config.vocab_size), max_new_tokens, temperature,
-                        top_p, top_k, seed, stop_tokens, cache)
+                        top_p, top_k, seed, stop_tokens, cache, on_draw)
 
     def logit_lens(self, residual) -> np.ndarray:
         """The final norm and the unembedding applied to a residual stream (..., H) -> (..., V); see logit_lens."""
@@ -214,7 +216,8 @@ def moe_block(model: Model, n: int, x: np.ndarray) -> np.ndarray:
     logits = router_logits(t, w[f"block.{n}.mlp.gate.weight"], w[f"block.{n}.mlp.gate.bias"])  # (T, E)
     ids, weights = route(record(at + "router.logits", logits), c.experts_per_token)  # (T, k), (T, k)
     expert_ids, expert_weights = record(at + "router.expert_ids", ids), record(at + "router.weights", weights)
-    t_per_slot = np.broadcast_to(t[:, None, :], (*expert_ids.shape, t.shape[-1]))  # (T, k, H)
+    expert_in = record(at + "expert_in", t)  # (T, H): t as the experts read it (the router read t)
+    t_per_slot = np.broadcast_to(expert_in[:, None, :], (*expert_ids.shape, t.shape[-1]))  # (T, k, H)
     mlp1 = record(at + "mlp1", grouped_linear(t_per_slot, expert_ids, model.experts(n, "mlp1")))  # (T, k, 2I)
     activation = record(at + "swiglu", swiglu(mlp1, c.swiglu_limit))  # (T, k, I)
     expert_out = record(at + "expert_out", grouped_linear(activation, expert_ids, model.experts(n, "mlp2")))
@@ -232,8 +235,9 @@ def forward(model: Model, tokens: np.ndarray, cache: KVCache | None = None, only
     tokens = record("tokens", tokens)
     positions = record("positions", np.arange(start, start + len(tokens)))  # (T,)
     x = record("embed", weight_rows(w, "embedding.weight", tokens))  # (T, H): only these rows are read and widened
-    observe("rope.inv_freq", inverse_frequencies(c))
-    cos, sin = rope_tables(c, positions)  # (T, d/2) each
+    bounds = record("rope.yarn_bounds", np.array(yarn_ramp_bounds(c)))  # (2,) YaRN's ramp: low, high
+    observe("rope.inv_freq", inverse_frequencies(c, bounds))
+    cos, sin = rope_tables(c, positions, bounds)  # (T, d/2) each
     rope = record("rope.cos", cos), record("rope.sin", sin)
     for n in range(c.num_hidden_layers):
         x = record(f"blocks.{n}.resid_pre", x)

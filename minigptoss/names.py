@@ -60,7 +60,9 @@ INTERMEDIATES: tuple[Intermediate, ...] = tuple([
     *_declare("tokens", ("tokens", "(T,)", "the token ids"),
               ("positions", "(T,)", "their positions: 0..T-1, or continuing a KV cache")),
     *_declare("embed", ("embed", "(T, H)", "rows of embedding.weight: the residual stream's start")),
-    *_declare("blocks.N.attn.rope", ("rope.inv_freq", "(d/2,)", "RoPE's angular frequencies after YaRN"),
+    *_declare("blocks.N.attn.rope", ("rope.yarn_bounds", "(2,)", "YaRN's ramp bounds (low, high): dims below low "
+                                     "keep their frequency, dims above high are divided by s"),
+              ("rope.inv_freq", "(d/2,)", "RoPE's angular frequencies after YaRN"),
               ("rope.cos", "(T, d/2)", "cos(position x inv_freq) x YaRN's concentration"),
               ("rope.sin", "(T, d/2)", "sin(position x inv_freq) x YaRN's concentration")),
     *_declare("blocks.N.attn.norm", ("blocks.N.resid_pre", "(T, H)", "the residual stream entering block N")),
@@ -83,7 +85,9 @@ INTERMEDIATES: tuple[Intermediate, ...] = tuple([
     *_declare("blocks.N.moe.router", ("blocks.N.moe.router.logits", "(T, E)", "the router's score per expert"),
               ("blocks.N.moe.router.expert_ids", "(T, k)", "the k experts chosen per token, best first"),
               ("blocks.N.moe.router.weights", "(T, k)", "softmax over the chosen k scores")),
-    *_declare("blocks.N.moe.mlp1", ("blocks.N.moe.mlp1", "(T, k, 2I)", "each chosen expert's first projection "
+    *_declare("blocks.N.moe.mlp1", ("blocks.N.moe.expert_in", "(T, H)", "moe.normed as the chosen experts read "
+                                    "it (the router reads moe.normed; they differ only under a patch)"),
+              ("blocks.N.moe.mlp1", "(T, k, 2I)", "each chosen expert's first projection "
                                     "(gate and linear interleaved)")),
     *_declare("blocks.N.moe.swiglu", ("blocks.N.moe.swiglu", "(T, k, I)", "clamped SwiGLU of mlp1")),
     *_declare("blocks.N.moe.mlp2", ("blocks.N.moe.expert_out", "(T, k, H)", "each chosen expert's output")),
@@ -169,7 +173,7 @@ def is_declared(name: str) -> bool:
 
 
 def recorded_names(num_layers: int) -> list[str]:
-    """Every name a forward pass records, in the order it records them:  (3 + 3 + 28 L + 2) names."""
+    """Every name a forward pass records, in the order it records them:  (7 + 25 L + 2) names."""
     per_block = [e.name for e in INTERMEDIATES if e.name.startswith("blocks.N.")]
     head = [e.name for e in INTERMEDIATES if not e.name.startswith("blocks.N.") and e.name not in ("norm", "logits")]
     blocks = [name.replace("N", str(n), 1) for n in range(num_layers) for name in per_block]

@@ -29,20 +29,22 @@ def base_frequencies(config: Config) -> np.ndarray:
     return np.power(np.float32(config.rope_theta), exponents)  # (d/2,)
 
 
-def yarn_ramp(config: Config) -> np.ndarray:
-    """r_i = clip((i - low) / (high - low), 0, 1): 0 where YaRN keeps a dim, 1 where it stretches it fully."""
-    low, high = yarn_ramp_bounds(config)
+def yarn_ramp(config: Config, bounds=None) -> np.ndarray:
+    """r_i = clip((i - low) / (high - low), 0, 1): 0 where YaRN keeps a dim, 1 where it stretches it fully.
+    bounds: (low, high), by default config.yarn_ramp_bounds (the forward pass passes its recorded rope.yarn_bounds)."""
+    low, high = yarn_ramp_bounds(config) if bounds is None else bounds
     dims = np.arange(config.head_dim // 2, dtype=np.float32)  # (d/2,)
     return np.clip((dims - np.float32(low)) / np.float32(high - low), 0, 1)  # (d/2,)
 
 
-def inverse_frequencies(config: Config) -> np.ndarray:
-    """inv_freq_i = (1 - r_i) / f_i + r_i / (s f_i)  (plain 1/f_i when s <= 1):  -> (d/2,) float32."""
+def inverse_frequencies(config: Config, bounds=None) -> np.ndarray:
+    """inv_freq_i = (1 - r_i) / f_i + r_i / (s f_i)  (plain 1/f_i when s <= 1):  -> (d/2,) float32.
+    bounds: the ramp's (low, high), see yarn_ramp."""
     f = base_frequencies(config)
     s = config.rope_scaling_factor
     if s <= 1.0:
         return (1.0 / f).astype(np.float32)
-    r = yarn_ramp(config)
+    r = yarn_ramp(config, bounds)
     return ((1 - r) / f + r / (np.float32(s) * f)).astype(np.float32)
 
 
@@ -52,12 +54,12 @@ def concentration(config: Config) -> float:
     return 0.1 * math.log(s) + 1.0 if s > 1.0 else 1.0
 
 
-def rope_tables(config: Config, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def rope_tables(config: Config, positions: np.ndarray, bounds=None) -> tuple[np.ndarray, np.ndarray]:
     """cos and sin of position * inv_freq, both times c:  positions (T,) -> cos (T, d/2), sin (T, d/2) float32.
 
-    Any positions work (a KV cache passes offset .. offset + T - 1).
+    Any positions work (a KV cache passes offset .. offset + T - 1). bounds: the ramp's (low, high), see yarn_ramp.
     """
-    angles = np.asarray(positions, dtype=np.float32)[:, None] * inverse_frequencies(config)[None, :]  # (T, d/2)
+    angles = np.asarray(positions, dtype=np.float32)[:, None] * inverse_frequencies(config, bounds)[None, :]  # (T, d/2)
     c = np.float32(concentration(config))
     return np.cos(angles) * c, np.sin(angles) * c
 

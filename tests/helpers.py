@@ -1,7 +1,9 @@
 """Helpers shared by several test modules (pytest puts tests/ on sys.path, so `from helpers import ...` works)."""
 
 import importlib.util
+import re
 import json
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,49 @@ def rewrite_header(path: Path, edit) -> None:
     text = edit(header)
     text = text if isinstance(text, bytes) else json.dumps(header, separators=(",", ":")).encode()
     path.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + length:])
+
+
+# -- HTML pages (views/report.py) -------------------------------------------------------------------------------
+
+class Checker(HTMLParser):
+    """Collects ids and fails on a closing tag that does not close the innermost open element."""
+
+    VOID = {"meta", "br", "img", "hr", "input", "link"}  # (SVG elements here are closed or self-closing)
+
+    def __init__(self):
+        super().__init__()
+        self.open, self.ids, self.tags = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.ids += [value for key, value in attrs if key == "id"]
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.open and self.open[-1] == tag, f"</{tag}> closes <{self.open[-1] if self.open else None}>"
+        self.open.pop()
+
+
+def check_html(page: str) -> Checker:
+    checker = Checker()
+    checker.feed(page)
+    checker.close()
+    assert checker.open == [], checker.open[-3:]
+    return checker
+
+
+def top_level_svgs(page: str) -> list[str]:
+    """The outermost <svg>...</svg> elements of a page (pictures may nest <svg>s)."""
+    found, depth, start = [], 0, 0
+    for match in re.finditer(r"<svg[ >]|</svg>", page):
+        if match.group().startswith("</"):
+            depth -= 1
+            if depth == 0:
+                found.append(page[start:match.end()])
+        else:
+            start, depth = (match.start(), 1) if depth == 0 else (start, depth + 1)
+    return found

@@ -254,8 +254,8 @@ def test_huge_layer_counts_are_refused_in_milliseconds(tiny_copy, tmp_path, laye
 @pytest.mark.parametrize("columns", [30])
 def test_step_renders_every_step_in_a_narrow_terminal(monkeypatch, capsys, columns):
     monkeypatch.setenv("COLUMNS", str(columns))
-    assert main(["step", "--weights", "tiny", "--no-pause", "--tokens", "72,105,33"]) == 0
-    assert "end of the forward pass" in " ".join(capsys.readouterr().out.split())
+    assert main(["step", "--weights", "tiny", "-n", "2", "--no-pause", "--tokens", "72,105,33"]) == 0
+    assert "end of the generation (pass 2/2)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_pictures_of_zero_or_negative_width_degrade_to_one_column():

@@ -286,10 +286,10 @@ def test_per_step_capture_under_generate():
     with minigptoss.capture("blocks.0.attn.probs", "logits", per_step=True) as cache:
         tokens = list(MODEL.generate(PROMPT[:10], max_new_tokens=3))
     steps = cache.steps
-    assert len(steps) == 4  # the prefill, then one pass per new token fed back
+    assert len(steps) == 3  # the prefill, then one pass per new token fed back (the last is never fed)
     assert steps[0]["blocks.0.attn.probs"].shape == (NQ, 10, 10)
     assert steps[1]["blocks.0.attn.probs"].shape == (NQ, 1, 8 + 1)  # the sliding layer's cache keeps 8 keys
-    assert [int(np.argmax(step["logits"][-1])) for step in steps[:3]] == tokens
+    assert [int(np.argmax(step["logits"][-1])) for step in steps] == tokens
     np.testing.assert_array_equal(cache["logits"], steps[-1]["logits"])
     with pytest.raises(ValueError, match="per_step=True"):
         BASE_CACHE.steps

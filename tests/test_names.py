@@ -26,7 +26,7 @@ def test_every_recorded_tensor_has_its_declared_shape(recorded):
     cache, c = recorded
     T = 5
     size = {"T": T, "Tk": T, "H": c.hidden_size, "nq": c.num_attention_heads, "nkv": c.num_key_value_heads,
-            "d": c.head_dim, "d/2": c.head_dim // 2, "E": c.num_experts, "k": c.experts_per_token,
+            "2": 2, "d": c.head_dim, "d/2": c.head_dim // 2, "E": c.num_experts, "k": c.experts_per_token,
             "I": c.intermediate_size, "2I": 2 * c.intermediate_size, "V": c.vocab_size,
             "nq d": c.num_attention_heads * c.head_dim,
             "(nq+2nkv)d": (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim}

@@ -6,11 +6,12 @@ tooltips (<title>), labels and cell values back out of the markup.
 
 import re
 import xml.etree.ElementTree as ET
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 from rich.console import Console
+
+from helpers import check_html, top_level_svgs
 
 import minigptoss
 from minigptoss.attention import kv_head_of
@@ -120,10 +121,25 @@ def test_router_grid_colours_the_chosen_experts_and_counts_tokens(cache, model):
 def test_bars_put_negative_values_left_of_zero_with_their_values():
     root = parse(svg.bars_svg(["a", "b"], [-2.0, -0.5], value_name="log p"))
     assert titles(root) == ["a: log p -2", "b: log p -0.5"]
-    bars = [r for r in root.iter(f"{SVG}rect")]
+    bars = [r for r in root.iter(f"{SVG}rect") if r.find(f"{SVG}title") is not None]
     zero = float(root.find(f"{SVG}line").get("x1"))
     assert all(float(b.get("x")) + float(b.get("width")) == pytest.approx(zero, abs=0.1) for b in bars)
     assert float(bars[0].get("width")) == pytest.approx(4 * float(bars[1].get("width")), abs=0.2)
+
+
+def test_two_bar_charts_can_share_one_scale():
+    widths = lambda drawing: [float(r.get("width")) for r in parse(drawing).iter(f"{SVG}rect")
+                              if r.find(f"{SVG}title") is not None]
+    assert widths(svg.bars_svg(["a"], [1.0], length=100)) == [100.0]
+    assert widths(svg.bars_svg(["a"], [1.0], length=100, high=4.0)) == [25.0]
+
+
+def test_every_picture_has_an_opaque_light_background_first_so_it_reads_on_a_dark_page():
+    """GitHub's dark mode shows an SVG on a dark page: the dark labels need the picture's own white ground."""
+    for drawing in [svg.bars_svg(["a"], [1.0]), svg.heatmap_svg(np.eye(2)), svg.grid_svg([svg.bars_svg(["a"], [1.0])])]:
+        first = next(iter(parse(drawing)))
+        first = first if first.tag != f"{SVG}title" else list(parse(drawing))[1]
+        assert first.tag == f"{SVG}rect" and first.get("fill") == "#ffffff" and first.get("width") == "100%"
 
 
 def test_candidates_show_probability_and_log_probability_of_the_top_tokens():
@@ -135,59 +151,16 @@ def test_candidates_show_probability_and_log_probability_of_the_top_tokens():
     assert not any(t.startswith("0 x") for t in tips)
     # the bars grow with the probability: the most likely token's is the longest, even when its log p is ~0
     logits = np.array([12.0, 0.0, 1.0, 2.0])  # p(0) = 0.99994, log p(0) = -6e-05
-    bars = [float(r.get("width")) for r in parse(svg.candidates_svg(logits, list("abcd"), top=4)).iter(f"{SVG}rect")]
+    bars = [float(r.get("width")) for r in parse(svg.candidates_svg(logits, list("abcd"), top=4)).iter(f"{SVG}rect")
+            if r.find(f"{SVG}title") is not None]
     assert bars == sorted(bars, reverse=True) and bars[0] > 10 * bars[-1]
 
 
 # -- views/report.py and `step --export` ---------------------------------------------------------------------------
 
-class Checker(HTMLParser):
-    """Collects ids and fails on a closing tag that does not close the innermost open element."""
-
-    VOID = {"meta", "br", "img", "hr", "input", "link"}  # (SVG elements here are closed or self-closing)
-
-    def __init__(self):
-        super().__init__()
-        self.open, self.ids, self.tags = [], [], []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        self.ids += [value for key, value in attrs if key == "id"]
-        if tag not in self.VOID:
-            self.open.append(tag)
-
-    def handle_startendtag(self, tag, attrs):
-        self.tags.append(tag)
-
-    def handle_endtag(self, tag):
-        assert self.open and self.open[-1] == tag, f"</{tag}> closes <{self.open[-1] if self.open else None}>"
-        self.open.pop()
-
-
-def check_html(page: str) -> Checker:
-    checker = Checker()
-    checker.feed(page)
-    checker.close()
-    assert checker.open == [], checker.open[-3:]
-    return checker
-
-
-def top_level_svgs(page: str) -> list[str]:
-    """The outermost <svg>...</svg> elements of a page (pictures may nest <svg>s)."""
-    found, depth, start = [], 0, 0
-    for match in re.finditer(r"<svg[ >]|</svg>", page):
-        if match.group().startswith("</"):
-            depth -= 1
-            if depth == 0:
-                found.append(page[start:match.end()])
-        else:
-            start, depth = (match.start(), 1) if depth == 0 else (start, depth + 1)
-    return found
-
-
 @pytest.fixture(scope="module")
 def session(model):
-    args = build_parser().parse_args(["step", "--weights", "tiny", "--tokens", ",".join(map(str, TOKENS))])
+    args = build_parser().parse_args(["step", "--weights", "tiny", "-n", "1", "--tokens", ",".join(map(str, TOKENS))])
     return stepper.open_session(args, Console(file=None, record=True), model=model)
 
 
@@ -229,12 +202,14 @@ def test_the_report_is_one_well_formed_page_with_a_section_and_pictures_per_step
 
 def test_step_export_writes_index_html_and_prints_its_path(tmp_path, capsys):
     folder = tmp_path / "report"
-    status = main(["step", "--weights", "tiny", "--tokens", "72,101,108", "--only", "attn,output", "--export", str(folder)])
+    status = main(["step", "--weights", "tiny", "-n", "1", "--tokens", "72,101,108", "--only", "attn,output", "--export",
+                   str(folder)])
     out, err = capsys.readouterr()
     assert status == 0, err
     page = (folder / "index.html").read_text(encoding="utf-8")
     assert str(folder / "index.html") in out.replace("\n", "")
-    assert check_html(page).ids == [f"blocks.{n}.attn{part}" for n in range(4) for part in ("", ".out")] + ["logits"]
+    assert check_html(page).ids == ["timeline", "pass-1"] + [f"pass-1-blocks.{n}.attn{part}" for n in range(4)
+                                                             for part in ("", ".out")] + ["pass-1-logits"]
     assert len(top_level_svgs(page)) == 4 + 1  # attention per layer, the candidates
 
 

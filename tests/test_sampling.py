@@ -58,3 +58,26 @@ def test_bad_settings_are_one_clear_error(kwargs, message):
     model = minigptoss.load(minigptoss.TINY_WEIGHTS)
     with pytest.raises(ValueError, match=message):
         list(model.generate([1], **kwargs))
+
+
+@given(logits=logits_1d, temperature=st.sampled_from([5e-324, 2.225e-309, 1e-300, 1e-30]))
+def test_a_vanishing_temperature_is_greedy_among_the_top_never_nan(logits, temperature):
+    probs = next_token_distribution(logits, temperature)  # logits / t alone overflows to inf - inf = NaN
+    assert np.all(np.isfinite(probs)) and probs.sum() == pytest.approx(1.0)
+    assert set(np.flatnonzero(probs)) <= set(np.flatnonzero(logits == logits.max()))
+
+
+@given(logits=logits_1d, seed=st.integers(0, 2**32 - 1), temperature=st.floats(0.1, 3.0),
+       top_p=st.floats(0.05, 1.0), top_k=st.one_of(st.none(), st.integers(1, 8)))
+def test_draw_is_the_token_rng_choice_gives_and_says_its_uniform_number(logits, seed, temperature, top_p, top_k):
+    """draw() inverts the CDF itself so it can show u; the token is NumPy's own choice for the same generator state,
+    and the token's interval of the CDF holds u."""
+    from minigptoss.sampling import draw
+
+    probs = next_token_distribution(logits, temperature, top_p, top_k)
+    token, u = draw(logits, np.random.default_rng(seed), temperature, top_p, top_k)
+    assert token == int(np.random.default_rng(seed).choice(probs.size, p=probs))
+    assert u == np.random.default_rng(seed).random()
+    cdf = np.cumsum(probs) / probs.sum()
+    assert probs[token] > 0 and (cdf[token - 1] if token else 0.0) <= u < cdf[token]
+    assert draw(logits, np.random.default_rng(seed), 0.0) == (int(np.argmax(logits)), None)

@@ -17,7 +17,7 @@ def step_args(*argv):
     """Parsed `minigptoss step ...` arguments."""
     from minigptoss.cli import build_parser
 
-    return build_parser().parse_args(["step", "--weights", "tiny", *argv])
+    return build_parser().parse_args(["step", "--weights", "tiny", "-n", "1", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,9 @@ def test_only_layer_and_break_select_the_steps(steps):
     assert [steps[i].name for i in stepper.break_indices(steps, steps, ["attn"])] == \
         [f"blocks.{n}.attn" for n in range(4)]
     assert steps[stepper.find_break(steps, "router")].name == "blocks.0.moe.router"
+    # a recorded tensor's name goes to the step that writes it (what a notebook user types)
+    assert steps[stepper.find_break(steps, "blocks.2.attn.probs")].name == "blocks.2.attn"
+    assert steps[stepper.find_break(steps, "blocks.1.moe.router.expert_ids")].name == "blocks.1.moe.router"
     with pytest.raises(UsageError, match="matches no step"):
         stepper.find_break(steps, "blocks.9.attn")
     # the breakpoint counts in the full list, the walk starts at the first selected step at or after it
@@ -243,7 +246,7 @@ def test_step_command_prints_every_step_in_80_columns_and_fills_wider_ones(capsy
     headers = re.findall(r"step (\d+)/(\d+) · (\S+)", text)
     assert [int(i) for i, _, _ in headers] == list(range(1, 49)) and headers[5][2] == "blocks.0.attn"
     assert max(len(line) for line in text.split("\n")) <= 80
-    assert "end of the forward pass" in text
+    assert "end of the generation (pass 1/1)" in text
     wide = Console(record=True, width=132)
     stepper.cmd_step(step_args("--no-pause", "--only", "attn", "--layer", "0"), wide)
     lines = wide.export_text().split("\n")
@@ -262,10 +265,10 @@ def test_break_only_and_bad_arguments(capsys):
     stepper.cmd_step(step_args("--no-pause", "--break", "blocks.3.attn", "--break", "blocks.1.attn",
                                "--only", "attn"), console)
     assert re.findall(r"step \d+/\d+ · (\S+)", console.export_text())[0] == "blocks.1.attn"  # the earliest
-    assert main(["step", "--weights", "tiny", "--no-pause", "--only", "nope"]) == 2
+    assert main(["step", "--weights", "tiny", "-n", "1", "--no-pause", "--only", "nope"]) == 2
     assert "unknown piece 'nope'" in capsys.readouterr().err
-    assert main(["step", "--weights", "tiny", "--no-pause", "--break", "blocks.9"]) == 2
-    assert main(["step", "--weights", "tiny", "--no-pause", "--tokens", "72,105", "--only", "output"]) == 0
+    assert main(["step", "--weights", "tiny", "-n", "1", "--no-pause", "--break", "blocks.9"]) == 2
+    assert main(["step", "--weights", "tiny", "-n", "1", "--no-pause", "--tokens", "72,105", "--only", "output"]) == 0
     assert "after position 1 ('i')" in capsys.readouterr().out
 
 
@@ -281,7 +284,7 @@ def test_intervene_prints_each_step_beside_the_patched_runs(capsys):
     assert "sinks off" in header and "zero head 2 of layer 0" in header  # one column per run
     assert "p unpatched" in text and "p sinks off" in text  # and every run's final candidates
     assert max(len(line) for line in text.split("\n")) <= 100
-    assert main(["step", "--weights", "tiny", "--no-pause", "--intervene", "zero head 9 0"]) == 2
+    assert main(["step", "--weights", "tiny", "-n", "1", "--no-pause", "--intervene", "zero head 9 0"]) == 2
     assert "layer 9 does not exist" in capsys.readouterr().err
 
 

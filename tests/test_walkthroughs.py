@@ -21,7 +21,8 @@ SOLUTIONS = harness.solution_files()
 PAGES = FILES + SOLUTIONS
 EXPECTED = ["00-overview", "01-rmsnorm", "02-rope", "03-attention", "04-swiglu", "05-router-moe", "06-mxfp4",
             "07-forward-kv-cache", "08-tokenizer-harmony", "09-gpt-oss-20b-in-16gb",
-            "10-trained-tiny-model", "11-experiments"]
+            "10-trained-tiny-model", "11-experiments", "12-induction-circuit",
+            "13-numerics"]
 
 
 def test_the_walkthroughs_are_all_there_and_listed_in_the_readme():
@@ -174,3 +175,98 @@ def test_the_update_tool_rewrites_outputs_and_is_idempotent():
     assert harness.updated_markdown(fresh) == fresh
     silent = harness.updated_markdown(SAMPLE.replace('print(f"x = {x}")', "pass"))
     assert "x = 42" not in silent and harness.check_markdown(silent) == []
+
+
+# -- numbers in the prose quote the output they refer to ------------------------------------------------------
+
+QUOTING = """# A page
+
+```python
+print("sink mass 0.53")
+```
+
+```text
+sink mass 0.53
+```
+
+{comment}The head parks {number} of its attention on the sink.
+
+```python
+print("elsewhere 0.57")
+```
+
+```text
+elsewhere 0.57
+```
+"""
+
+
+def test_a_number_in_the_prose_must_be_in_the_block_it_follows_not_anywhere_on_the_page():
+    """'0.53' quoted as '0.57' is caught although 0.57 is printed by another block of the page."""
+    assert harness.unchecked_numbers_in(QUOTING.format(comment="", number="0.53")) == []
+    wrong = harness.unchecked_numbers_in(QUOTING.format(comment="", number="0.57"))
+    assert len(wrong) == 1 and "'0.57'" in wrong[0] and "python block 1" in wrong[0]
+    assert harness.unchecked_numbers_in(QUOTING.format(comment="", number="0.5")) != []  # not a prefix match
+    named = "<!-- numbers from block 2 -->\n"
+    assert harness.unchecked_numbers_in(QUOTING.format(comment=named, number="0.57")) == []
+    assert harness.unchecked_numbers_in(QUOTING.format(comment=named, number="0.53")) != []
+    missing = harness.unchecked_numbers_in(QUOTING.format(comment="<!-- numbers from block 7 -->\n", number="0.53"))
+    assert any("block(s) [7]" in problem for problem in missing)
+
+
+def test_a_real_page_with_a_number_swapped_for_one_printed_by_another_block_is_caught():
+    """On page 10 (then 11), change a quoted decimal into one that only a different block prints."""
+    for name in ["10-trained-tiny-model.md", "11-experiments.md"]:
+        path = ROOT / "walkthroughs" / name
+        text = path.read_text(encoding="utf-8")
+        assert harness.unchecked_numbers_in(text, path) == []
+        blocks = harness.block_texts(text)
+        for paragraph in harness.prose_paragraphs(text):
+            own = "\n".join(blocks[n] for n in (paragraph.named or (paragraph.after,)) if n in blocks)
+            quoted = [n for n in harness.DECIMAL.findall(paragraph.text) if n in own]
+            others = [n for b, t in blocks.items() if b not in (paragraph.named or (paragraph.after,))
+                      for n in harness.DECIMAL.findall(t) if n not in own]
+            if quoted and others and paragraph.text.count(quoted[0]) == 1:
+                break
+        else:
+            pytest.fail(f"{name}: no paragraph quoting a block's number found")
+        lines = text.splitlines()
+        row = next(i for i in range(paragraph.line - 1, len(lines)) if re.search(
+            rf"(?<![\d.]){re.escape(quoted[0])}(?!\d)", lines[i]))
+        lines[row] = re.sub(rf"(?<![\d.]){re.escape(quoted[0])}(?!\d)", others[0], lines[row], count=1)
+        problems = harness.unchecked_numbers_in("\n".join(lines) + "\n", path)
+        assert any(repr(others[0]) in problem for problem in problems), (name, quoted[0], others[0])
+
+
+# -- pictures -------------------------------------------------------------------------------------------------
+
+def test_a_missing_stale_unshown_or_undrawn_picture_is_caught_and_the_update_tool_draws_it(tmp_path):
+    from minigptoss.views import svg
+
+    page, target = tmp_path / "page.md", tmp_path / "img" / "x.svg"
+    code = f"from minigptoss.views import svg\nsvg.save(svg.bars_svg(['a'], [VALUE]), {str(target)!r})\n"
+    markdown = "```python\n" + code + "```\n\nThe bars:\n\n![bars](img/x.svg)\n"
+    problems = harness.check_markdown(markdown.replace("VALUE", "1.0"), "page.md", page)
+    assert [p.message for p in problems] == [f"the picture {target} does not exist yet"]
+    assert not target.exists(), "checking must not write the picture"
+    pictures = {}
+    harness.updated_markdown(markdown.replace("VALUE", "1.0"), "page.md", pictures)
+    assert pictures == {target: svg.bars_svg(["a"], [1.0])} and not target.exists()
+    target.parent.mkdir()
+    target.write_text(pictures[target], encoding="utf-8")
+    assert harness.check_markdown(markdown.replace("VALUE", "1.0"), "page.md", page) == []
+    stale = harness.check_markdown(markdown.replace("VALUE", "2.0"), "page.md", page)
+    assert len(stale) == 1 and "stale" in stale[0].message and "update_walkthroughs" in stale[0].report()
+    unshown = harness.check_markdown(markdown.replace("VALUE", "1.0").replace("![bars](img/x.svg)", ""),
+                                     "page.md", page)
+    assert len(unshown) == 1 and "does not show it" in unshown[0].message
+    undrawn = harness.check_markdown(markdown.replace("VALUE", "1.0") + "\n![more](img/y.svg)\n", "page.md", page)
+    assert len(undrawn) == 1 and "never saves" in undrawn[0].message
+
+
+def test_every_picture_in_walkthroughs_img_is_shown_by_a_page():
+    shown = {file for page in PAGES for file in harness.shown_pictures(page.read_text(encoding="utf-8"), page)}
+    folder = ROOT / "walkthroughs" / "img"
+    files = set(folder.glob("*.svg")) if folder.is_dir() else set()
+    assert files <= shown, f"pictures no page shows: {sorted(f.name for f in files - shown)}"
+    assert shown <= files, f"pictures shown but missing: {sorted(f.name for f in shown - files)}"

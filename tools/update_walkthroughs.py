@@ -4,7 +4,7 @@
     python tools/update_walkthroughs.py 03-attention.md  # just these (names or paths)
     python tools/update_walkthroughs.py --check          # report mismatches, change nothing (exit 1 if any)
 
-Read the diff afterwards (`git diff walkthroughs/`): a changed number is either the fix you meant or a bug.
+The pictures a page saves (walkthroughs/img/*.svg) are written too. Read the diff afterwards (`git diff walkthroughs/`): a changed number is either the fix you meant or a bug.
 The convention is in walkthroughs/README.md and walkthroughs/harness.py.
 """
 
@@ -42,11 +42,21 @@ def main(argv=None) -> int:
                 print(mismatch.report(), end="\n\n")
             print(f"{path.name}: {'ok' if not mismatches else f'{len(mismatches)} block(s) differ'}")
             continue
-        old = path.read_text(encoding="utf-8")
-        new = harness.updated_markdown(old, harness.display_path(path))
+        old, pictures = path.read_text(encoding="utf-8"), {}
+        new = harness.updated_markdown(old, harness.display_path(path), pictures)
         if new != old:
             path.write_text(new, encoding="utf-8")
-        print(f"{path.name}: {'rewritten' if new != old else 'unchanged'}")
+        drawn = []
+        for file, svg_text in pictures.items():
+            if not file.exists() or file.read_text(encoding="utf-8") != svg_text:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_text(svg_text, encoding="utf-8")
+                drawn.append(file.name)
+        print(f"{path.name}: {'rewritten' if new != old else 'unchanged'}"
+              + (f"; pictures redrawn: {', '.join(drawn)}" if drawn else ""))
+        for problem in harness.picture_problems(new, path.resolve(), pictures):
+            failed += 1
+            print(problem.report())
     return 1 if failed else 0
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..config import Config
 from ..mxfp4 import BYTES_PER_BLOCK, BLOCK_SIZE, encode_mxfp4
+from ..numerics import round_bf16
 
 
 def tensor_specs(config: Config) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -60,14 +61,12 @@ def bf16_bits_to_f32(bits: np.ndarray, out: np.ndarray | None = None) -> np.ndar
 def f32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
     """float32 -> uint16 bfloat16 bits, rounding to nearest, ties to even (NaN stays NaN)."""
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    rounded = (bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) >> 16
-    rounded = np.where(np.isnan(x), (bits >> 16) | np.uint32(0x0040), rounded)
+    rounded = round_to_bf16(x).view(np.uint32) >> 16
+    rounded = np.where(np.isnan(x), (bits >> 16) | np.uint32(0x0040), rounded)  # a quiet NaN, never inf
     return rounded.astype(np.uint16)
 
 
-def round_to_bf16(x: np.ndarray) -> np.ndarray:
-    """float32 -> the nearest bfloat16 value, as float32."""
-    return bf16_bits_to_f32(f32_to_bf16_bits(x))
+round_to_bf16 = round_bf16  # float32 -> the nearest bfloat16 value, as float32 (numerics.py)
 
 
 # -- random initialisation ------------------------------------------------------------------------------------

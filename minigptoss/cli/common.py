@@ -9,7 +9,6 @@ import argparse
 import difflib
 import os
 import sys
-import threading
 import time
 from contextlib import contextmanager
 
@@ -192,43 +191,6 @@ class PassProgress:
         with Live(self, console=console, transient=True, refresh_per_second=4, redirect_stdout=False,
                   redirect_stderr=False):
             yield
-
-
-class BackgroundPass:
-    """`model.forward(tokens)` in a thread, under a capture that fills as the pass goes (so the debugger can
-    show a step once its tensors are recorded). `cache` is that capture, `progress` the PassProgress, `error`
-    what the pass raised (None if fine); `done` is set when it ends. `stop()` cancels it and waits."""
-
-    def __init__(self, model, tokens, kind=None):
-        from ..views.capture import Capture  # the capture that can show itself
-
-        self.model, self.tokens, self.kind = model, tokens, kind or Capture
-        self.progress, self.error, self.cache = PassProgress(model), None, None
-        self.done, self._opened = threading.Event(), threading.Event()
-        self.thread = threading.Thread(target=self._run, name="forward-pass", daemon=True)
-
-    def start(self) -> "BackgroundPass":
-        self.thread.start()
-        self._opened.wait()
-        return self
-
-    def _run(self) -> None:
-        try:
-            with inspector.capture(kind=self.kind) as cache, self.progress.watching():
-                self.cache = cache
-                self._opened.set()
-                self.model.forward(self.tokens)
-        except PassCancelled:
-            pass
-        except BaseException as error:  # noqa: BLE001  (handed to the interface, which reports it)
-            self.error = error
-        finally:
-            self._opened.set()
-            self.done.set()
-
-    def stop(self) -> None:
-        self.progress.cancel()
-        self.thread.join()
 
 
 @contextmanager

@@ -7,9 +7,9 @@
     X  drops the comparison.
 
 `parse_intervention` reads such a line (checking the numbers against the model's config, so a layer that does
-not exist is an error, not a pass that silently changes nothing); `patched_session` runs the pass with
-`interventions.run_with` on the same model and returns a second Session; `side_by_side` draws one column per
-session with its label, and the final candidates of every run under the current step.
+not exist is an error, not a pass that silently changes nothing); `patched_session` writes the whole answer
+again under it (cli/generation.py) and returns a second Session; `side_by_side` draws one column per session
+(the same pass of each) with its label, and the final candidates of every run under the current step.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from rich.text import Text
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
-from ..interventions import PRESETS, preset, run_with
+from ..interventions import PRESETS, preset
 from ..views.capture import Capture
 from ..views.summary import compare_candidates
 from .common import UsageError
@@ -58,10 +58,17 @@ def parse_intervention(text: str, config):
 
 
 def patched_session(session, intervention):
-    """The same model and tokens, one forward pass under `intervention`, everything captured: a Session labelled
-    with the intervention. Call it only when no other pass is running (patches and captures are process-wide)."""
-    cache, _ = run_with(session.model, session.tokens, intervention, kind=Capture)
-    return replace(session, cache=cache, run=None, label=intervention.label)  # a step.Session
+    """The same model, prompt and sampling, the whole answer generated again under `intervention`, every pass
+    captured: the Session of its pass 1, labelled with the intervention. Call it only when no other pass is
+    running (patches and captures are process-wide)."""
+    from .generation import Generation
+
+    base = session.run
+    run = Generation(session.model, base.prompt, base.settings, base.stops, intervention, Capture,
+                     intervention.label).start().wait()
+    first = run.passes[0]
+    return replace(session, tokens=list(base.prompt), cache=first.cache, run=run, label=intervention.label,
+                   start=0, this_pass=first)  # a step.Session
 
 
 def side_by_side(sessions, step, width: int, draw, top: int = 10):

@@ -1,14 +1,17 @@
-"""The interactive debugger: a full-screen Textual app over one forward pass (`minigptoss step` on a terminal).
+"""The interactive debugger: a full-screen Textual app over a generation's passes (`minigptoss step` on a terminal).
 
-    ┌ step 6/48 · blocks.0.attn · attention with sinks          (pinned)
-    │ layer 0 of 4 (sliding, window 8) · positions 0..29 ...    (pinned)
+    ┌ pass 3/9 · step 6/48 · blocks.0.attn · attention with sinks   (pinned)
+    │ reads '2' at position 10 · writes position 11: '2' (p 1.00)   (pinned)
+    │ layer 0 of 4 (sliding, window 8) · position 10 ...            (pinned)
     │ equation, the piece's own view; source (s), tensors (t)   (scrolls: arrows, PgUp/PgDn, Home/End, wheel)
     │ forward pass: layer 3/24 · 3/25 · 12 s  |  a note         (status)
     └ n next · b back · l layer · g go to · ...                 (keys)
 
 The screen shows rich renderables from views/steps.py (the same ones the printed mode prints); where we are and
-how to move is a navigation.Navigator (pure). The forward pass runs beside the app (a BackgroundPass): a step
-not yet recorded shows what the pass is doing and appears by itself when ready.
+how to move within a pass is a navigation.Navigator (pure); which pass is on screen is `pass_index` (`]` `[`
+keep the step and change the pass; `n` past a pass's last step enters the next). The generation runs beside
+the app (cli/generation.py): a step not yet recorded shows what the pass is doing and appears by itself when
+ready, and passes appear as they start. `T` shows the timeline (one row per token written).
 
 Adding a key: a Binding in DebuggerApp.BINDINGS, an `action_<name>` method, a line in KEYS. Comparing two
 passes: `x` runs the pass again under an intervention (cli/compare.py) in a worker thread and appends that
@@ -22,6 +25,7 @@ import signal
 import threading
 from contextlib import contextmanager
 
+from rich.console import Group
 from rich.measure import Measurement
 from rich.segment import Segment
 from rich.table import Table
@@ -47,13 +51,14 @@ KEYS = [("Enter, space, n", "next step"), ("b, p", "previous step (in forward or
         ("c", "continue to the next --break step (the last step without one)"),
         ("/ TEXT Enter", "next step whose name contains TEXT"), ("s", "show/hide the source"),
         ("t", "show/hide the tensors (inputs, outputs, weights)"), ("o", "show/hide the outline of all steps"),
-        ("x NAME Enter", "run again with an intervention, side by side (sinks off, zero head 1 3, ...)"),
+        ("] [", "the same step in the next / previous pass"), ("T", "the timeline: a row per token written"),
+        ("x NAME Enter", "the answer again under an intervention, side by side (sinks off, ...)"),
         ("X", "drop the comparison"),
         ("?", "this help"), ("Esc", "close a prompt or this help"), ("q, Ctrl-C", "quit")]
-KEY_LINE_WIDE = ("⏎/␣/n next · b back · ↑↓ PgUp/PgDn scroll · l layer · g go to · c continue · / search · "
-                 "s source · t tensors · o outline · x intervene · ? keys · q quit")
+KEY_LINE_WIDE = ("⏎/␣/n next · b back · ] [ next/previous pass · T timeline · ↑↓ PgUp/PgDn scroll · l layer · "
+                 "g go to · c continue · / search · s source · t tensors · o outline · x intervene · ? keys · q quit")
 PROMPT_KEYS = {"l": "layer", "g": "go", "slash": "search", "x": "intervene"}  # keys that open the prompt
-KEY_LINE = "⏎ next b back l layer g go c cont / find s src t tens o list x patch ? keys q"
+KEY_LINE = "⏎ next b back ] [ pass T timeline l layer g go / find x patch ? keys q quit"
 
 
 class Prerendered:
@@ -74,10 +79,10 @@ class Prerendered:
 
 
 class HelpScreen(ModalScreen):
-    """The keys, over the step; any of Esc, ?, q closes it."""
+    """The keys, over the step (scrolling when the terminal is short); any of Esc, ?, q closes it."""
 
     BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "close")]
-    DEFAULT_CSS = "HelpScreen { align: center middle; } #help { width: auto; max-width: 100%; height: auto; " \
+    DEFAULT_CSS = "HelpScreen { align: center middle; } #help { width: 100%; height: auto; " \
                   "max-height: 100%; border: round $accent; background: $surface; padding: 0 1; }"
 
     def compose(self) -> ComposeResult:
@@ -87,7 +92,24 @@ class HelpScreen(ModalScreen):
         table.add_row("model", self.app.model_line)
         for keys, what in KEYS:
             table.add_row(keys, what)
-        yield Static(table, id="help")
+        with VerticalScroll(id="help"):
+            yield Static(table)
+
+
+class TimelineScreen(ModalScreen):
+    """The timeline (views/passes.py), over the step; scrolls; any of Esc, T, q closes it."""
+
+    BINDINGS = [Binding("escape,T,q", "app.pop_screen", "close")]
+    DEFAULT_CSS = "TimelineScreen { align: center middle; } #timeline { width: 100%; height: auto; " \
+                  "max-height: 100%; border: round $accent; background: $surface; padding: 0 1; }"
+
+    def __init__(self, renderable):
+        super().__init__()
+        self.renderable = renderable
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="timeline"):
+            yield Static(self.renderable)
 
 
 class Body(VerticalScroll):
@@ -122,7 +144,7 @@ class DebuggerApp(InterventionKeys, App):
     CSS = """
     Screen { overflow: hidden; }
     #title { height: 1; background: $primary-background; text-wrap: nowrap; text-overflow: ellipsis; }
-    #where { height: auto; max-height: 2; }
+    #where { height: auto; max-height: 2; text-wrap: nowrap; text-overflow: ellipsis; }
     #main { height: 1fr; }
     #outline { width: 36; display: none; }
     #prompt { display: none; height: 3; }
@@ -136,13 +158,17 @@ class DebuggerApp(InterventionKeys, App):
                 Binding("s", "toggle('source')", show=False), Binding("t", "toggle('tensors')", show=False),
                 Binding("o", "outline", show=False), Binding("question_mark", "help", show=False),
                 Binding("x", "ask('intervene')", show=False), Binding("X", "drop_comparison", show=False),
+                Binding("right_square_bracket", "other_pass(1)", show=False),
+                Binding("left_square_bracket", "other_pass(-1)", show=False),
+                Binding("T", "timeline", show=False),
                 Binding("escape", "cancel", show=False), Binding("q", "quit", show=False),
                 Binding("ctrl+c", "interrupt", show=False, priority=True)]
 
     def __init__(self, session, steps, breaks=(), start: int | None = None, top: int = 10, poll: float = 0.2,
-                 about=()):
+                 first_pass: int = 1, about=()):
         super().__init__()
-        self.sessions, self.top, self.poll, self.about = [session], top, poll, list(about)
+        self.sessions, self.top, self.poll, self.about = [session], top, poll, list(about)  # pass-1 Sessions
+        self.pass_index = first_pass - 1  # which pass is on screen (0: the prompt's)
         self.nav = Navigator(steps, breaks[0] if start is None and breaks else start or 0, breaks)
         self.show = {"source": False, "tensors": False}
         self.asking: str | None = None
@@ -157,7 +183,20 @@ class DebuggerApp(InterventionKeys, App):
 
     @property
     def session(self):
-        return self.sessions[0]
+        """The pass on screen (the last started one while pass_index is still to come)."""
+        passes = self.sessions[0].passes()
+        return passes[min(self.pass_index, len(passes) - 1)] if passes else self.sessions[0]
+
+    def columns(self) -> list:
+        """The pass on screen in each generation compared (those that made that many passes)."""
+        return [self.session, *(other.passes()[self.pass_index] for other in self.sessions[1:]
+                                if len(other.passes()) > self.pass_index)]
+
+    def pass_started(self) -> bool:
+        return len(self.sessions[0].passes()) > self.pass_index
+
+    def pass_label(self) -> str:
+        return f"pass {self.pass_index + 1}/{self.sessions[0].pass_count()}"
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -190,10 +229,11 @@ class DebuggerApp(InterventionKeys, App):
 
     def body_for(self, index: int, width: int):
         """The current step's content: one session's, or one column per session side by side."""
-        step = self.nav.steps[index]
-        if len(self.sessions) == 1:
+        step, columns = self.nav.steps[index], self.columns()
+        if len(columns) == 1:
             return self._one_body(self.session, step, width)
-        return side_by_side(self.sessions, step, width, lambda *column: self._one_body(*column, least=20), self.top)
+        return Group(self.sessions[0].answers(self.sessions[1:]),
+                     side_by_side(columns, step, width, lambda *column: self._one_body(*column, least=20), self.top))
 
     def _one_body(self, session, step, width: int, least: int = 40):
         try:
@@ -215,6 +255,9 @@ class DebuggerApp(InterventionKeys, App):
         if run is not None and run.error is not None:
             return Text(f"the forward pass failed: {run.error}", style="bold red")
         progress = run.progress.describe() if run is not None else ""
+        if not self.pass_started():
+            return Text.assemble(("waiting for pass ", "dim"), (str(self.pass_index + 1), "bold"),
+                                 (" to start (the passes before it are running)", "dim"), ("\n" + progress, "yellow"))
         return Text.assemble(("waiting for the forward pass to record ", "dim"), (step.name, "bold"),
                              ("\n" + progress, "yellow"), ("\n(you can move to any other step meanwhile)", "dim"))
 
@@ -228,11 +271,13 @@ class DebuggerApp(InterventionKeys, App):
     def refresh_view(self) -> None:
         """Redraw what changed: the pinned lines, the body (if the step, its readiness, width or toggles did)."""
         nav, step = self.nav, self.nav.current
-        self.put("title", Text.from_markup(step_title(step, nav.index, len(nav.steps))).append(
+        self.put("title", Text.from_markup(step_title(step, nav.index, len(nav.steps), self.pass_label())).append(
             f"  ·  {self.model_line}", style="dim"))
-        ready = step.ready(self.session.cache)
+        ready = self.pass_started() and self.session.ready(step)
         width = self.body_width()
-        key = (nav.index, ready, width, tuple(self.show.values()), tuple(map(id, self.sessions)))
+        drawn = self.session.this_pass is not None and self.session.this_pass.drawn is not None
+        key = (self.pass_index, nav.index, ready, drawn, width, tuple(self.show.values()),
+               tuple(map(id, self.sessions)))
         if key != self.drawn:
             content = self.query_one("#content", Static)
             if ready:
@@ -241,7 +286,7 @@ class DebuggerApp(InterventionKeys, App):
             else:
                 self.put("where", Text(f"piece {step.piece}", style="dim"))
                 content.update(self.waiting_text(step))
-            if key[:1] != (self.drawn or (None,))[:1]:
+            if key[:2] != (self.drawn or (None, None))[:2]:
                 self.query_one("#body", Body).scroll_home(animate=False)
             self.drawn = key
         self.put("keys", KEY_LINE_WIDE if self.size.width >= len(KEY_LINE_WIDE) else KEY_LINE)
@@ -252,7 +297,7 @@ class DebuggerApp(InterventionKeys, App):
     def update_status(self) -> None:
         run, note = self.session.run, self.nav.note
         if run is not None and not run.done.is_set():
-            text = f"forward pass: {run.progress.describe()}"
+            text = f"forward pass {len(run.passes)}: {run.progress.describe()}"
         elif run is not None and run.error is not None:
             text = f"forward pass failed: {run.error}"
         else:
@@ -273,11 +318,12 @@ class DebuggerApp(InterventionKeys, App):
         if self.interrupted:
             self.exit()
             return
-        cache = self.session.cache
-        ready = sum(step.ready(cache) for step in self.nav.steps)
+        run = self.session.run
+        ready = (sum(self.session.ready(step) for step in self.nav.steps), self.pass_index,
+                 run is None or run.done.is_set())  # a step recorded, another pass, the generation over
         try:
-            resized = self.drawn is not None and self.drawn[2] != self.body_width()  # a layout after the resize
-            if resized or ready != self.ready_count or (self.session.run and not self.session.run.done.is_set()):
+            resized = self.drawn is not None and self.drawn[4] != self.body_width()  # a layout after the resize
+            if resized or ready != self.ready_count or (run and not run.done.is_set()):
                 self.ready_count = ready
                 self.refresh_view()
         except NoMatches:  # the screen is being torn down (quitting) or not built yet
@@ -337,16 +383,54 @@ class DebuggerApp(InterventionKeys, App):
         self.refresh_view()
 
     def action_next(self) -> None:
-        self.nav.next()
+        """The next step; past a pass's last step, the first step of the next pass."""
+        if self.nav.index + 1 >= len(self.nav.steps) and self.enter_pass(1):
+            self.nav.first()
+        else:
+            self.nav.next()
         self.moved()
 
     def action_prev(self) -> None:
-        self.nav.prev()
+        """The previous step; before a pass's first step, the last step of the previous pass."""
+        if self.nav.index == 0 and self.enter_pass(-1):
+            self.nav.last()
+        else:
+            self.nav.prev()
         self.moved()
 
     def action_cont(self) -> None:
-        self.nav.cont()
+        """The next breakpoint, in this pass or the next ones (a --break stops in every pass)."""
+        if self.nav.breaks and not [i for i in self.nav.breaks if i > self.nav.index] and self.enter_pass(1):
+            self.nav.index, self.nav.note = self.nav.breaks[0], ""
+        else:
+            self.nav.cont()
         self.moved()
+
+    def enter_pass(self, delta: int) -> bool:
+        """Move to pass pass_index + delta if it exists (or is still to come); False, with a note, if not."""
+        target, run = self.pass_index + delta, self.sessions[0].run
+        started = len(self.sessions[0].passes())
+        if target < 0:
+            self.nav.note = "this is pass 1, the prompt's"
+            return False
+        if target >= started and (run is None or run.done.is_set()):
+            self.nav.note = f"pass {started} is the last: it wrote {self.last_written()} (T: the timeline)"
+            return False
+        self.pass_index = target
+        return True
+
+    def last_written(self) -> str:
+        run = self.sessions[0].run
+        return repr(self.session.tokenizer.decode(run.written[-1:])) if run is not None and run.written else "nothing"
+
+    def action_other_pass(self, delta: int) -> None:
+        """`]` / `[`: the same step in the next / previous pass."""
+        if self.enter_pass(delta):
+            self.nav.note = ""
+        self.moved()
+
+    def action_timeline(self) -> None:
+        self.push_screen(TimelineScreen(self.sessions[0].timeline()))
 
     def action_toggle(self, what: str) -> None:
         self.show[what] = not self.show[what]
@@ -440,11 +524,11 @@ class DebuggerApp(InterventionKeys, App):
             self.action_outline()
 
 
-def run_debugger(session, steps, breaks=(), top: int = 10, about=()) -> None:
+def run_debugger(session, steps, breaks=(), top: int = 10, about=(), first_pass: int = 1) -> None:
     """Run the app on the terminal until the user quits; `about`: lines shown first as a notification (a warning
     that the answer to this prompt will be noise). Ctrl-C (the key, or a SIGINT signal) raises
     KeyboardInterrupt once the app has restored the terminal, so the command ends with status 130."""
-    app = DebuggerApp(session, steps, breaks, top=top, about=about)
+    app = DebuggerApp(session, steps, breaks, top=top, about=about, first_pass=first_pass)
     with sigint_sets(app):
         app.run()
     if app.interrupted:

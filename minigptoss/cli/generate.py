@@ -1,6 +1,9 @@
 """`minigptoss generate`: continue a prompt, streaming the tokens, then the prefill and decode speed on stderr.
 
-    minigptoss generate [-p TEXT] [--harmony] [sampling flags]
+    minigptoss generate [-p TEXT] [--harmony] [sampling flags] [--numerics NAME]
+
+--numerics (cli/numerics.py): after the answer, the same generation under another engine's roundings, and
+where the two answers first differ.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from ..views.capture import capture
 from ..views.summary import probability_text, token_text
 
 from ..text.harmony import Message, render_conversation, stop_tokens
+from .numerics import add_numerics_argument, answers_report
 from .common import (CHAT_WEIGHTS, DEFAULT_PROMPT, DEFAULT_WEIGHTS, UsageError, add_model_arguments, get_tokenizer,
                      load_model, model_banner, model_defaults, noise_warning, nonempty_prompt, parse_token_ids,
                      positive_int, say_cost, say_ids_only)
@@ -49,12 +53,14 @@ def cmd_generate(args, console: Console) -> None:
     stats = Stats(len(prompt), seed=sampling.seed if sampling.temperature > 0 else None)
     try:
         if args.harmony:
-            run_turn(model, tokenizer, prompt, sampling, sampling.seed, out, stats)
+            answer = run_turn(model, tokenizer, prompt, sampling, sampling.seed, out, stats).tokens
+            stops = stop_tokens(tokenizer)
         else:
             if not args.no_echo:
                 out.write(text, "bold")
-            stream_raw(model, tokenizer, prompt, sampling, out, stats, stops=args.stop or (),
-                       ignore_eos=args.ignore_eos, show_probs=args.show_probs)
+            answer = stream_raw(model, tokenizer, prompt, sampling, out, stats, stops=args.stop or (),
+                                ignore_eos=args.ignore_eos, show_probs=args.show_probs)
+            stops = raw_stop_tokens(tokenizer, args.ignore_eos)
     except KeyboardInterrupt:
         stats.stop = "interrupted"
         out.newline()
@@ -62,6 +68,11 @@ def cmd_generate(args, console: Console) -> None:
         raise
     out.newline()
     errors.print(stats.summary(), style="dim", markup=False, soft_wrap=True)
+    if args.numerics is not None:
+        def again():
+            generated = model.generate(prompt, **sampling.kwargs(sampling.seed), stop_tokens=stops)
+            return [token for token, _ in zip(generated, range(len(answer)))]  # no longer than the first
+        console.print(answers_report(model, tokenizer, prompt, answer, args.numerics, again))
 
 
 def prompt_text(args, defaults) -> str:
@@ -86,14 +97,21 @@ def drop_final_newline(text: str) -> str:
     return text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
 
 
+def raw_stop_tokens(tokenizer, ignore_eos: bool) -> tuple:
+    """Where a raw continuation stops: harmony's stop tokens, none with ignore_eos or without a tokenizer (ids
+    only)."""
+    return () if ignore_eos or not tokenizer.special_tokens_set else stop_tokens(tokenizer, True)
+
+
 def stream_raw(model, tokenizer, prompt: list[int], sampling: Sampling, out: Out, stats: Stats, stops=(),
-               ignore_eos: bool = False, show_probs: int = 0) -> None:
+               ignore_eos: bool = False, show_probs: int = 0) -> list[int]:
     """Print the continuation as it is generated (special tokens by name, dimmed); stops at harmony's stop
     tokens (<|return|>, <|call|>, <|end|>; not with ignore_eos), at any of the `stops` strings, or max tokens.
     With show_probs K, each token is followed by the K most likely candidates it was drawn from (the last
-    recorded logits: generate samples from the logits of the forward pass just before it yields)."""
+    recorded logits: generate samples from the logits of the forward pass just before it yields). Returns the
+    generated tokens."""
     decoder, tokens, text = StreamDecoder(tokenizer), [], ""
-    enders = () if ignore_eos or not tokenizer.special_tokens_set else stop_tokens(tokenizer, True)  # ids only: none
+    enders = raw_stop_tokens(tokenizer, ignore_eos)
     with capture("logits") if show_probs else nullcontext() as recorded:
         generated = model.generate(prompt, **sampling.kwargs(sampling.seed), stop_tokens=enders)
         for token in timed(generated, stats):
@@ -113,6 +131,7 @@ def stream_raw(model, tokenizer, prompt: list[int], sampling: Sampling, out: Out
                 break
     out.write(decoder.flush())
     stats.stop = stop_name(tokenizer, tokens, stats.stop)
+    return tokens
 
 
 def candidates(logits: np.ndarray, tokenizer, k: int, chosen: int) -> str:
@@ -154,4 +173,5 @@ def add_generate_parser(commands) -> None:
                           help="wrap the prompt as a harmony user message (system message, --system) and show "
                                "the analysis and final channels, like one turn of `chat`")
     add_sampling_flags(generate, GENERATE_MAX_TOKENS, harmony_only=True)
+    add_numerics_argument(generate)
     generate.set_defaults(handler=cmd_generate)

@@ -66,7 +66,7 @@ def layer_steps(n: int) -> list[Step]:
         Step(f"{a}.norm", "norm", n, (f"{b}.resid_pre",), (f"{a}.normed",), (f"{w}.attn.norm.scale",)),
         Step(f"{a}.qkv", "qkv", n, (f"{a}.normed",), (f"{a}.qkv", f"{a}.q", f"{a}.k", f"{a}.v"),
              (f"{w}.attn.qkv.weight", f"{w}.attn.qkv.bias")),
-        Step(f"{a}.rope", "rope", n, (f"{a}.q", f"{a}.k", "rope.inv_freq", "rope.cos", "rope.sin"),
+        Step(f"{a}.rope", "rope", n, (f"{a}.q", f"{a}.k", "rope.yarn_bounds", "rope.inv_freq", "rope.cos", "rope.sin"),
              (f"{a}.q_rot", f"{a}.k_rot")),
         Step(a, "attn", n, (f"{a}.q_rot", f"{a}.k_rot", f"{a}.v", f"{a}.mask"),
              (f"{a}.scores", f"{a}.probs", f"{a}.sink_mass", f"{a}.z"), (f"{w}.attn.sinks",)),
@@ -76,7 +76,7 @@ def layer_steps(n: int) -> list[Step]:
         Step(f"{m}.router", "router", n, (f"{m}.normed",),
              (f"{m}.router.logits", f"{m}.router.expert_ids", f"{m}.router.weights"),
              (f"{w}.mlp.gate.weight", f"{w}.mlp.gate.bias")),
-        Step(f"{m}.mlp1", "mxfp4", n, (f"{m}.normed", f"{m}.router.expert_ids"), (f"{m}.mlp1",),
+        Step(f"{m}.mlp1", "mxfp4", n, (f"{m}.expert_in", f"{m}.router.expert_ids"), (f"{m}.mlp1",),
              (f"{w}.mlp.mlp1_weight.blocks", f"{w}.mlp.mlp1_weight.scales", f"{w}.mlp.mlp1_bias")),
         Step(f"{m}.swiglu", "swiglu", n, (f"{m}.mlp1",), (f"{m}.swiglu",)),
         Step(f"{m}.mlp2", "mlp2", n, (f"{m}.swiglu", f"{m}.router.expert_ids"), (f"{m}.expert_out",),
@@ -154,12 +154,14 @@ def select_steps(steps: list[Step], kinds: set[str] | None = None, layers: set[i
 def matching(steps: list[Step], pattern: str) -> list[int]:
     """Indices of the steps a breakpoint pattern names: those named `pattern` or matching it as a wildcard;
     if none, the first step under it as a prefix (`blocks.3.moe` -> `blocks.3.moe.norm`); if none, every layer's
-    step of that last name (`attn` -> blocks.0.attn, blocks.1.attn, ...; `moe.router`), as gdb's `break NAME`."""
+    step of that last name (`attn` -> blocks.0.attn, blocks.1.attn, ...; `moe.router`), as gdb's `break NAME`;
+    if none, the step that writes a recorded tensor of that name (`blocks.2.attn.probs` -> blocks.2.attn)."""
     hits = [i for i, step in enumerate(steps) if step.name == pattern or fnmatchcase(step.name, pattern)]
     if hits:
         return hits
     hits = [i for i, step in enumerate(steps) if step.name.startswith(pattern + ".")][:1]
-    return hits or [i for i, step in enumerate(steps) if step.name.endswith("." + pattern)]
+    hits = hits or [i for i, step in enumerate(steps) if step.name.endswith("." + pattern)]
+    return hits or [i for i, step in enumerate(steps) if pattern in step.outputs][:1]
 
 
 def find_break(steps: list[Step], name: str) -> int:

@@ -1,7 +1,9 @@
 """`minigptoss run`: one forward pass, summarised: the tokens, the residual stream and sink mass per layer, the
 router's load and choices, the top next-token candidates.
 
-    minigptoss run [--weights DIR] [-p TEXT | --tokens 1,2,3] [--top N]
+    minigptoss run [--weights DIR] [-p TEXT | --tokens 1,2,3] [--top N] [--numerics NAME]
+
+--numerics (cli/numerics.py) runs the pass again under another engine's roundings and compares.
 """
 
 import time
@@ -10,6 +12,7 @@ from rich.console import Console
 
 import minigptoss
 from ..views.summary import layers_table, router_table, tokens_view, top_tokens_table
+from .numerics import add_numerics_argument, run_report
 from .common import (PassProgress, add_model_arguments, closed_pipe_is_fine, get_tokenizer, load_model,
                      chosen_prompt, model_banner, model_defaults, noise_warning, positive_int, prompt_tokens,
                      say_cost)
@@ -44,6 +47,8 @@ def run(args, console: Console) -> None:
     console.print(layers_table(model.config, cache))
     console.print(router_table(model.config, cache, tokens, tokenizer))
     console.print(top_tokens_table(logits[-1], tokenizer, args.top))
+    if args.numerics is not None:
+        console.print(run_report(model, tokens, logits, cache, args.numerics, tokenizer, args.top))
 
 
 def add_run_parser(commands) -> None:
@@ -55,4 +60,5 @@ def add_run_parser(commands) -> None:
                                           "same pass piece by piece.)")
     add_model_arguments(run)
     run.add_argument("--top", type=positive_int, default=10, help="how many next-token candidates to show")
+    add_numerics_argument(run)
     run.set_defaults(handler=cmd_run)

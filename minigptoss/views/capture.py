@@ -47,8 +47,7 @@ class Picture:
 
     def save(self, path) -> None:
         """Write the SVG to `path` (open it in a browser; hover a cell for its value)."""
-        with open(path, "w", encoding="utf-8") as file:
-            file.write(self.svg)
+        svg.save(self.svg, path)
 
     def __repr__(self) -> str:
         return f"Picture({self.name!r}, {len(self.svg)} characters of SVG)"
@@ -73,11 +72,11 @@ class Capture(inspector.Capture):
     # -- pictures ------------------------------------------------------------------------------------------------
 
     def token_labels(self, tokenizer=None) -> list[str] | None:
-        """Each position's token text if `tokens` was recorded (with `tokenizer`, else the one matching the
+        """Each position's token text (every position up to this pass's last) if `tokens` was recorded (with `tokenizer`, else the one matching the
         recorded logits' vocabulary, else the ids as "[72]"); None if `tokens` was not recorded."""
         if "tokens" not in self:
             return None
-        ids = [int(t) for t in self["tokens"]]
+        ids = [*self.earlier_tokens, *(int(t) for t in self["tokens"])]  # at_step: the earlier passes' too
         if tokenizer is None and "logits" in self:
             try:
                 tokenizer = tokenizer_for(self["logits"].shape[-1])
@@ -85,12 +84,19 @@ class Capture(inspector.Capture):
                 tokenizer = None
         return [token_text(tokenizer, t) if tokenizer is not None else f"[{t}]" for t in ids]
 
-    def picture(self, name: str, head: int | None = None, tokenizer=None) -> Picture:
+    def picture(self, name: str, head: int | None = None, tokenizer=None, step: int | None = None) -> Picture:
         """A drawing of one recorded tensor, chosen by what it is:
         attention probs (nq, T, Tk) -> every head (or `head`) with the sink column and the masked cells;
         scores -> one heatmap per head; router expert_ids / weights -> the tokens x experts grid; logits -> the
         top next tokens after the last position; 2-D -> a heatmap; 1-D -> columns; (T, a, b) -> a heatmap of
-        (T, a b). Rows are labelled with the tokens when `tokens` was recorded."""
+        (T, a b). Rows are labelled with the tokens when `tokens` was recorded. step=K (a per_step capture):
+        the tensor of pass `cache.steps[K]` (under generate, K = 0 is the prompt's pass, K the pass that read
+        the K-th new token: its one query over the cached keys, labelled with their positions and tokens)."""
+        if step is not None:
+            count = len(self.steps)
+            if not 0 <= step < count:
+                raise IndexError(f"step={step}: this capture recorded {count} passes (steps 0..{count - 1})")
+            return self.at_step(step).picture(name, head, tokenizer)
         name = canonical(name)
         array = np.asarray(self[name])
         if array.size == 0 or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
@@ -202,16 +208,14 @@ class _Vocabulary:
 
 
 def row_labels(labels, count: int, keys: bool = False) -> list[str] | None:
-    """Position labels "3 text" for `count` rows (queries) or the last `count` keys; positions only if the
-    tokens' texts are not known or do not match."""
+    """Position labels "3 text" for the last `count` positions (a pass's query rows, or the keys it attended
+    to); positions only for keys before the known texts; None if the texts are not known or do not fit."""
     if labels is None:
         return None
-    T = len(labels)
-    texts = svg.token_labels(T, labels)
-    if count == T:
-        return texts
-    if keys and count > T:  # a KV cache: the earlier keys by position only
-        return [str(j) for j in range(count - T)] + texts
+    if count <= len(labels):
+        return svg.token_labels(count, labels)
+    if keys:  # a KV cache whose earlier tokens were not recorded: those keys by position only
+        return [str(j) for j in range(count - len(labels))] + svg.token_labels(len(labels), labels)
     return None
 
 

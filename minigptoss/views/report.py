@@ -28,6 +28,7 @@ from .. import attention, mxfp4
 from . import svg
 from .steps import (TITLES, equation, fp4_text, hand_decode, piece_view, shown_heads, source_panel, step_title,
                     where_text)
+from .passes import pass_line, sampling_view
 from .summary import token_text
 from .tensor import tensor_stats
 
@@ -204,16 +205,23 @@ def pictures(session, step, top: int) -> str:
 
 # -- the page ----------------------------------------------------------------------------------------------------
 
-def section(session, step, index: int, total: int, top: int) -> str:
-    """One step: title, place, equation, pictures, the debugger's view, then source and tensors folded."""
-    view = piece_view(session, step, RICH_WIDTH, top) if step.kind not in PICTURED else None
-    parts = [f'<section id="{escape(step.name)}">',
-             f"<h2>{escape(plain(step_title(step, index, total)))}</h2>",
-             f'<div class="where">{escape(where_text(session, step).plain)}</div>',
+def section(session, step, index: int, total: int, top: int, anchor: str = "", passes: str = "",
+            source: bool = True) -> str:
+    """One step: title, place, equation, pictures, the debugger's view (unless a picture says the same; a
+    generation's sampling step and a decode pass's attention over the cache are the view's own), then source
+    (unless not `source`) and tensors folded. `anchor`: its id (default the step's name); `passes`: "pass 2/9"
+    in a generation."""
+    own = session.this_pass is not None and step.kind == "attn" and session.start > 0
+    view = piece_view(session, step, RICH_WIDTH, top) if step.kind not in PICTURED or own else None
+    where = "<br>".join(escape(line) for line in where_text(session, step).plain.split("\n"))
+    parts = [f'<section id="{escape(anchor or step.name)}">',
+             f"<h2>{escape(plain(step_title(step, index, total, passes)))}</h2>",
+             f'<div class="where">{where}</div>',
              f'<pre class="equation">{escape(equation(step.kind, session.config, step.layer))}</pre>',
              pictures(session, step, top),
+             drawn_html(session) if step.kind == "output" and session.this_pass is not None else "",
              rich_html(view) if view is not None else "",
-             f"<details><summary>source</summary>{rich_html(source_panel(step.kind))}</details>",
+             f"<details><summary>source</summary>{rich_html(source_panel(step.kind))}</details>" if source else "",
              f"<details><summary>inputs and outputs</summary>{tensors_table(session, step)}</details>",
              "</section>"]
     return "\n".join(part for part in parts if part)
@@ -269,3 +277,44 @@ def report_html(session, steps, top: int = 10, title: str = "minigptoss: one for
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body><div class=\"layout\">\n"
             f"{navigation(steps)}\n<main>{header}\n" + "\n".join(body) + "\n</main></div></body></html>\n")
+
+
+def drawn_html(session) -> str:
+    """How a generation's pass drew its token (views/passes.py's sampling step): one line when greedy, the
+    cut and the random number as the debugger shows them when sampling."""
+    view = sampling_view(session, session.this_pass.settings)
+    return f'<div class="where">{escape(view.plain)}</div>' if isinstance(view, Text) else rich_html(view)
+
+
+def generation_html(passes, steps, timeline, top: int = 10, title: str = "minigptoss: a generation, pass by pass") -> str:
+    """The page of a whole generation: the timeline first, then a section per pass (`#pass-2`), each with its
+    steps (`#pass-2-blocks.0.attn`). passes: one session per pass (cli/step.py's Session.passes()); timeline: its
+    renderable (views/passes.py). The source lines are folded into pass 1's steps only (the code is the same
+    in every pass), which keeps a whole answer of the bundled sort model to a few MB."""
+    first, c = passes[0], passes[0].config
+    text = first.tokenizer.decode(passes[-1].tokens + ([passes[-1].this_pass.drawn]
+                                                        if passes[-1].this_pass.drawn is not None else []))
+    links = ['<nav><b><a href="#timeline">timeline</a></b>', "<h3>passes</h3>"]
+    body = [f'<section id="timeline"><h2>timeline</h2>{rich_html(timeline)}</section>']
+    for one in passes:
+        number, label = one.this_pass.number, f"pass {one.this_pass.number}/{len(passes)}"
+        reads = pass_line(one).plain
+        links.append(f'<a href="#pass-{number}" title="{escape(reads)}">{escape(label)}: '
+                     f"{escape(token_text(one.tokenizer, one.this_pass.drawn) if one.this_pass.drawn is not None else '')}"
+                     "</a>")
+        jump = " ".join(f'<a href="#pass-{number}-{escape(step.name)}">{escape(step.name)}</a>' for step in steps)
+        body.append(f'<section id="pass-{number}"><h1>{escape(label)}</h1><div class="where">{escape(reads)}</div>'
+                    f'<div class="note">{jump}</div></section>')
+        body += [section(one, step, i, len(steps), top, f"pass-{number}-{step.name}", label, source=number == 1)
+                 for i, step in enumerate(steps)]
+    links.append("</nav>")
+    header = (f"<h1>{escape(title)}</h1>"
+              f'<div class="where">{escape(str(first.source))}: {c.num_hidden_layers} layers, '
+              f"{c.num_attention_heads} query heads / {c.num_key_value_heads} key-value heads, {c.num_experts} "
+              f"experts (top-{c.experts_per_token}); {len(first.tokens)} prompt tokens, {len(passes)} passes; "
+              f"the text: {escape(repr(text))}</div>{tokens_html(first)}"
+              f'<p class="note">The timeline, then every pass: pass 1 reads the prompt, each later pass the token '
+              f"the one before it drew, through the KV cache. Hover a picture's cell or bar for its value.</p>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body><div class=\"layout\">\n"
+            + "\n".join(links) + f"\n<main>{header}\n" + "\n".join(body) + "\n</main></div></body></html>\n")

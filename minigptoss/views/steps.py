@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import attention, model, moe, mxfp4, rmsnorm, rope, router, swiglu
+from .passes import decode_attention, kv_cache_table, pass_line, sampling_view
 from .summary import token_text, tokens_view, top_tokens_table
 from ..names import declared, is_declared
 from ..config import RMS_NORM_EPS, SWIGLU_ALPHA, yarn_ramp_bounds
@@ -65,7 +66,8 @@ def equation(kind: str, config, layer: int | None, sliding: bool | None = None) 
     if not sliding and layer is not None and c.is_sliding(layer):
         window = f"(full: this run switched the window of {c.sliding_window} off)"
     return {
-        "tokens": "text -> token ids (T,) with the tokenizer;  positions = 0 .. T-1",
+        "tokens": "text -> token ids (T,) with the tokenizer;  positions = 0 .. T-1\n"
+                  "generating: each later pass reads the one token the pass before it drew, at the next position",
         "embed": "x_t = E[token_t]        E = embedding.weight (V, H)\nnot scaled, not tied to the unembedding",
         "norm": f"y = x / sqrt(mean(x^2) + {RMS_NORM_EPS:g}) * g\nno centring, no bias, the gain g used as stored",
         "qkv": f"qkv = t W_qkv^T + b_qkv\nq = the first {c.num_attention_heads}*{c.head_dim} columns, "
@@ -186,20 +188,29 @@ def weight_info(weights, name: str) -> tuple[tuple[int, ...], str]:
 
 
 def where_text(session, step) -> Text:
-    """Which layer (sliding or full) and which token positions this step is about."""
-    c, T = session.config, len(session.tokens)
+    """Which layer (sliding or full) and which token positions this step is about; in a generation, a line
+    before it saying what the pass reads and writes (views/passes.py)."""
+    c, T, start = session.config, len(session.tokens), session.start
     if step.layer is None:
         layer = "before the blocks" if step.kind in ("tokens", "embed") else "after the blocks"
     else:
         kind = f"sliding, window {c.sliding_window}" if c.is_sliding(step.layer) else "full causal"
         layer = f"layer {step.layer} of {c.num_hidden_layers} ({kind})"
-    return Text.assemble((layer, "bold yellow"), " · ", f"positions 0..{T - 1} ({T} tokens)",
-                         " · ", ("piece ", "dim"), (step.piece, "bold"))
+    positions = f"positions 0..{T - 1} ({T} tokens)" if start == 0 else \
+        f"position {start} (1 new token, {start} before it)" if T - start == 1 else \
+        f"positions {start}..{T - 1} ({T - start} new, {start} before)"
+    where = Text.assemble((layer, "bold yellow"), " · ", positions, " · ", ("piece ", "dim"), (step.piece, "bold"))
+    if session.this_pass is None:
+        return where
+    both = Text("\n").join([pass_line(session), where])
+    both.no_wrap, both.overflow = True, "ellipsis"  # two lines, each cut to the width, never wrapped
+    return both
 
 
-def step_title(step, index: int, total: int) -> str:
-    """`step 6/48 · blocks.0.attn · attention with sinks` (rich markup)."""
-    title = f"[bold]step {index + 1}/{total} · {step.name}[/]"
+def step_title(step, index: int, total: int, passes: str = "") -> str:
+    """`step 6/48 · blocks.0.attn · attention with sinks` (rich markup); in a generation, `passes` ("pass 3/10")
+    goes first."""
+    title = f"[bold]{passes + ' · ' if passes else ''}step {index + 1}/{total} · {step.name}[/]"
     if TITLES[step.kind] != step.name:
         title += f" · {TITLES[step.kind]}"
     return title
@@ -248,22 +259,27 @@ def step_body(session, step, width: int = 80, top: int = 10, source: bool = Fals
     return Group(*(part for part in parts if part is not None))
 
 
-def render_step(session, step, index: int, total: int, width: int = 80, top: int = 10) -> Group:
-    """One full screen for `step` (the printed mode): title, where, equation, source, tensors, the piece's view."""
-    parts = [Rule(step_title(step, index, total), characters="━"),
+def render_step(session, step, index: int, total: int, width: int = 80, top: int = 10, passes: str = "",
+                source: bool = True) -> Group:
+    """One full screen for `step` (the printed mode): title, where, equation, source (unless not `source`: a
+    generation prints it in its first pass only), tensors, the piece's view."""
+    parts = [Rule(step_title(step, index, total, passes), characters="━"),
              where_text(session, step),
              equation_panel(session, step),
-             source_panel(step.kind),
+             source_panel(step.kind) if source else None,
              tensors_panel(session, step, width)]
-    view = piece_view(session, step, width, top)
-    if view is not None:
-        parts.append(view)
-    return Group(*parts)
+    parts.append(piece_view(session, step, width, top))
+    return Group(*(part for part in parts if part is not None))
 
 
 def token_label(session, position: int) -> str:
     """The display text of the token at `position`."""
     return token_text(session.tokenizer, session.tokens[position])
+
+
+def row_position(session, row: int) -> int:
+    """The position of row `row` of this pass's (T, ...) tensors (a decode pass's rows start after the cache)."""
+    return session.start + row
 
 
 MAX_ROWS = 64  # per-token tables show the last 64 positions (the body scrolls)
@@ -278,9 +294,17 @@ def last_rows(count: int, limit: int) -> tuple[range, str]:
 # -- one view per kind of step ----------------------------------------------------------------------------------
 
 def view_tokens(session, step, width: int, top: int = 10):
-    """The text, split into tokens with their ids."""
+    """The text, split into tokens with their ids; in a decode pass, the one token it reads and the KV cache
+    it attends to (as the pass left it)."""
     text = session.tokenizer.decode(session.tokens)
-    return Group(Text.assemble(("text ", "dim"), repr(text)), tokens_view(session.tokens, session.tokenizer))
+    if session.start == 0:
+        return Group(Text.assemble(("text ", "dim"), repr(text)), tokens_view(session.tokens, session.tokenizer))
+    new = session.tokens[session.start:]
+    return Group(Text.assemble(("text so far ", "dim"), repr(text)),
+                 Text.assemble(("this pass reads ", "dim"), (repr(session.tokenizer.decode(new)), "bold"),
+                               f" {new} at position {session.start}: one query, and one key and value per layer "
+                               f"added to the KV cache; every earlier key is read from the cache, not recomputed"),
+                 titled("the KV cache after this pass", kv_cache_table(session)))
 
 
 def view_embed(session, step, width: int, top: int = 10):
@@ -301,7 +325,8 @@ def view_norm(session, step, width: int, top: int = 10):
     for column in ("pos", "token", "rms before", "rms after"):
         table.add_column(column, justify="left" if column == "token" else "right")
     for t in rows:
-        table.add_row(str(t), token_label(session, t), f"{before[t]:.4f}", f"{after[t]:.4f}")
+        table.add_row(str(row_position(session, t)), token_label(session, row_position(session, t)),
+                      f"{before[t]:.4f}", f"{after[t]:.4f}")
     spark = max(4, min(len(before), width - 40))
     lines = [Text.assemble((f"{label:<11}", "dim"), sparkline(values, width=spark),
                            f"  {format_number(values.min())} .. {format_number(values.max())}")
@@ -340,7 +365,7 @@ def view_rope(session, step, width: int, top: int = 10):
     c, cache = session.config, session.cache
     inv_freq, positions = cache["rope.inv_freq"], cache["positions"]
     base = 1.0 / rope.base_frequencies(c).astype(np.float64)  # 1 / theta^(2i/d): before YaRN
-    low, high = yarn_ramp_bounds(c)
+    low, high = cache["rope.yarn_bounds"] if "rope.yarn_bounds" in cache else yarn_ramp_bounds(c)  # as the pass used
     last = int(positions[-1])
     table = Table(box=None, padding=(0, 1))
     for column in ("i", "1/theta^(2i/d)", "inv_freq", "stretch", "YaRN", "wavelength", f"angle @{last}"):
@@ -430,6 +455,9 @@ def view_attn(session, step, width: int, top: int = 10):
     c, cache = session.config, session.cache
     probs, sink_mass, mask = (cache[f"{step.name}.{key}"] for key in ("probs", "sink_mass", "mask"))
     T, Tk = mask.shape
+    if session.start > 0:  # a decode pass: its one query over the KV cache
+        return Group(decode_attention(session, step, prob_cell, width, window_held(session, step.layer)),
+                     sink_table(session, step, shown_heads(c), sink_mass, width), gqa_text(c))
     n = pattern_size(width, T)
     queries, keys = range(T - n, T), range(Tk - n, Tk)
     kv = attention.kv_head_of(c.num_attention_heads, c.num_key_value_heads)
@@ -460,7 +488,7 @@ def sink_table(session, step, heads: list[int], sink_mass: np.ndarray, width: in
     sinks = session.weights[name] if name in session.weights else None  # (nq,): small
     T = sink_mass.shape[1]
     table = Table(box=None, padding=(0, 1))
-    for column in ("head", "kv", "sink S_h", "mean", f"q{T - 1}", "per query"):
+    for column in ("head", "kv", "sink S_h", "mean", f"q{row_position(session, T - 1)}", "per query"):
         table.add_column(column, justify="left" if column == "per query" else "right")
     kv = attention.kv_head_of(session.config.num_attention_heads, session.config.num_key_value_heads)
     spark = max(4, min(T, width - 46))
@@ -500,7 +528,7 @@ def view_router(session, step, width: int, top: int = 10):
     for column in ("pos", "token", "experts"):
         table.add_column(column, justify="right" if column == "pos" else "left")
     for t in rows:
-        table.add_row(str(t), token_label(session, t),
+        table.add_row(str(row_position(session, t)), token_label(session, row_position(session, t)),
                       "  ".join(f"e{int(e)} {float(w):.3f}" for e, w in zip(ids[t], weights[t])))
     per_token = titled(f"top-{c.experts_per_token} experts per token, with weights {note}", table)
     load = expert_load_view(moe.expert_load(ids, c.num_experts))
@@ -565,9 +593,10 @@ def view_mxfp4(session, step, width: int, top: int = 10):
         table.add_row(str(j), f"0x{byte:02X}", *cells)
     check = mxfp4.decode_mxfp4(blocks[e, 0, 0:1], scales[e, 0, 0:1])
     same = np.array_equal(check, d["weights"], equal_nan=True)
-    token = token_label(session, 0)
+    first = row_position(session, 0)
+    token = token_label(session, first)
     return Group(
-        Text(f"W1[{e}][0, 0:32]: expert {e} is token 0 ({token!r})'s first choice; row 0 of mlp1 is a gate row "
+        Text(f"W1[{e}][0, 0:32]: expert {e} is token {first} ({token!r})'s first choice; row 0 of mlp1 is a gate row "
              f"(rows alternate gate, linear); block 0 holds its weights for inputs 0..31"),
         Text(f"stored at {prefix}.blocks[{e}, 0, 0] (16 bytes) and .scales[{e}, 0, 0] (1 byte):", style="dim"),
         Text(f"  bytes {' '.join(f'{b:02X}' for b in d['bytes'])}   scale byte {scale_byte}", style="cyan"),
@@ -622,7 +651,8 @@ def view_moe(session, step, width: int, top: int = 10):
     for t in rows:
         slots = "  ".join(f"e{int(e)} {float(w):.2f}x{rms_per_row(y[t, k]):.3g}"
                           for k, (e, w) in enumerate(zip(ids[t], weights[t])))
-        table.add_row(str(t), token_label(session, t), slots, format_number(moe_rms[t]))
+        table.add_row(str(row_position(session, t)), token_label(session, row_position(session, t)), slots,
+                      format_number(moe_rms[t]))
     return Group(titled(f"per token: each chosen expert's weight x rms(y) {note}", table),
                  residual_lines(session, [("x before", f"{b}.resid_mid"), ("MoE out", f"{b}.moe.out"),
                                                  ("x after", f"{b}.resid_post")], width))
@@ -632,8 +662,12 @@ def view_output(session, step, width: int, top: int = 10):
     """The top next-token candidates after the last position, with their text and probabilities."""
     logits = session.cache["logits"]
     last = len(session.tokens) - 1
-    return Group(Text(f"after position {last} ({token_label(session, last)!r}):"),
-                 top_tokens_table(np.asarray(logits[-1], dtype=np.float64), session.tokenizer, top))
+    candidates = Group(Text(f"after position {last} ({token_label(session, last)!r}):"),
+                       top_tokens_table(np.asarray(logits[-1], dtype=np.float64), session.tokenizer, top))
+    if session.this_pass is None:
+        return candidates
+    return Group(candidates, titled("the token drawn for position " + str(last + 1),
+                                    sampling_view(session, session.this_pass.settings)))
 
 
 VIEWS = {"tokens": view_tokens, "embed": view_embed, "norm": view_norm, "qkv": view_qkv, "rope": view_rope,

@@ -29,6 +29,9 @@ CHAR = 0.6 * FONT  # estimated width of one character
 LABEL_CHARS = 12  # longer labels are cut with "…"
 LIGHT_TO_DARK = SEQUENTIAL[::-1]  # 0 pale yellow .. 1 black: most cells are near 0, so they stay light
 MASKED_FILL, HATCH = "#e4e4e4", "#b0b0b0"
+# An opaque light background: the dark labels stay readable where the SVG is shown on a dark page (GitHub's dark
+# mode, a dark notebook theme). It is drawn first, so a tooltip-bearing cell is never under it.
+BACKGROUND = '<rect width="100%" height="100%" fill="#ffffff"/>'
 MAX_CELLS = 96  # a heatmap larger than this (rows or columns) is block-averaged down, and says so
 
 
@@ -55,7 +58,14 @@ def document(body: str, width: float, height: float, title: str = "") -> str:
     heading = f"<title>{escape(title)}</title>" if title else ""
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
             f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="monospace" font-size="{FONT}">'
-            f'{heading}{body}</svg>')
+            f'{heading}{BACKGROUND}{body}</svg>')
+
+
+def save(svg_text: str, path) -> None:
+    """Write an SVG to `path` (open it in a browser; hover a cell for its value). The walkthroughs' checker
+    replaces this function while a page runs, to compare the page's pictures with the files it shows."""
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(svg_text)
 
 
 def scalable(svg_text: str, most: float = 1.5) -> str:
@@ -247,8 +257,12 @@ def attention_panel(probs, sink, mask, queries, keys, x: float, y: float, cell: 
 
 
 def token_labels(count: int, texts=None) -> list[str]:
-    """`count` position labels "3 text" (or just "3" without texts)."""
-    return [f"{i} {texts[i]}" if texts is not None else str(i) for i in range(count)]
+    """`count` position labels "3 text" (or just "3" without texts): the last `count` of `texts` when it has
+    more (a KV-cached pass's rows come after the positions it reads from the cache)."""
+    if texts is None:
+        return [str(i) for i in range(count)]
+    first = max(0, len(texts) - count)
+    return [f"{first + i} {texts[first + i]}" for i in range(count)]
 
 
 def attention_svg(probs, sink_mass=None, mask=None, kv_of=None, labels=None, title: str = "",
@@ -265,7 +279,10 @@ def attention_svg(probs, sink_mass=None, mask=None, kv_of=None, labels=None, tit
     sink_mass = np.zeros((nq, T)) if sink_mass is None else np.asarray(sink_mass, dtype=np.float64)
     mask = np.isfinite(probs[0]) if mask is None else np.asarray(mask, dtype=bool)
     rows = token_labels(T, labels)
-    cols = [f"{j}" for j in range(Tk - T)] + rows  # keys before the T new ones (a KV cache) by position only
+    if labels is not None and len(labels) >= Tk:  # the text's every position: the keys are its last Tk
+        cols = token_labels(Tk, labels)
+    else:
+        cols = [f"{j}" for j in range(Tk - T)] + rows  # keys before the T new ones (a KV cache) by position only
     queries, keys = range(max(0, T - limit), T), range(max(0, Tk - limit), Tk)
     columns = max(1, min(columns, nq if heads is None else len(heads)))
     cell = float(min(11, max(5, int((max_width - 70) / columns / (len(keys) + 2.6)))))
@@ -285,12 +302,16 @@ def attention_svg(probs, sink_mass=None, mask=None, kv_of=None, labels=None, tit
         x += width + 14
         row_height = max(row_height, height)
     bottom = y + row_height + 10
-    note = (f"rows: queries {queries[0]}..{queries[-1]}; blue-edged column: the sink's mass; then keys "
-            f"{keys[0]}..{keys[-1]}; hatched grey: masked (the future, or outside the window)")
-    body.append(label(4, bottom + FONT, note, fill="#555"))
-    legend, height = PROBS.legend(4, bottom + FONT + 6, caption="probability")
-    width = max(max(widths), text_width(note) + 8) + 8
-    return document("".join(body) + legend, width, bottom + FONT + 6 + height + 4, title)
+    notes = [f"rows: queries {queries[0]}..{queries[-1]}; keys {keys[0]}..{keys[-1]}",
+             "blue-edged column: the sink's mass", "hatched grey: masked (the future, or outside the window)"]
+    if max(widths) > text_width(" ".join(notes)) + 8:  # room for one line
+        notes = ["; ".join(notes)]
+    for line in notes:
+        body.append(label(4, bottom + FONT, line, fill="#555"))
+        bottom += FONT + 4
+    legend, height = PROBS.legend(4, bottom + 2, caption="probability")
+    width = max(max(widths), max(text_width(line) for line in notes) + 8, 180) + 8
+    return document("".join(body) + legend, width, bottom + 2 + height + 4, title)
 
 
 # -- router ------------------------------------------------------------------------------------------------------
@@ -343,13 +364,15 @@ def router_svg(expert_ids, weights, num_experts: int | None = None, labels=None,
 # -- bars --------------------------------------------------------------------------------------------------------
 
 def bars_svg(labels, values, title: str = "", value_name: str = "value", length: float = 240,
-             colour: str = "#4a78c0", notes=None) -> str:
+             colour: str = "#4a78c0", notes=None, high: float | None = None) -> str:
     """Horizontal bars, one per label, from a zero line (negative values go left), each with its value written
-    right of it (of the zero line for negative bars), or `notes[i]` instead, and in its tooltip."""
+    right of it (of the zero line for negative bars), or `notes[i]` instead, and in its tooltip. `high`: the
+    value a full-length bar stands for (default the largest), so that two charts can share one scale."""
     values = np.asarray(values, dtype=np.float64)
     names = [short(str(t), 16) for t in labels]
     left = max((text_width(n) for n in names), default=0) + 10
-    low, high = min(0.0, values.min(initial=0.0)), max(0.0, values.max(initial=0.0))
+    low = min(0.0, values.min(initial=0.0))
+    high = max(0.0, values.max(initial=0.0), high if high is not None else 0.0)
     span = (high - low) or 1.0
     zero = left + (0 - low) / span * length
     top, bar = (FONT + 10 if title else 4), 14

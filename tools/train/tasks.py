@@ -309,21 +309,36 @@ def draw_not_sort(rng: random.Random, kind: str | None = None) -> str:
     return text
 
 
-def draw_sort_request(rng: random.Random, repeated: bool = False) -> str:
-    """'sort ' + 1-8 uniform digits, or (repeated) 2-8 digits from an alphabet of 1-3, with a repeat."""
+def draw_sort_request(rng: random.Random, repeated: bool = False, shortest: int = 2) -> str:
+    """'sort ' + 1-8 uniform digits, or (repeated) shortest-8 digits from an alphabet of 1-3, with a repeat."""
     if not repeated:
         return "sort " + _digits(rng)
     while True:
         alphabet = rng.sample(DIGITS, rng.randint(1, 3))
-        digits = "".join(rng.choice(alphabet) for _ in range(rng.randint(2, CHAT_MAX_DIGITS)))
+        digits = "".join(rng.choice(alphabet) for _ in range(rng.randint(shortest, CHAT_MAX_DIGITS)))
         if len(set(digits)) < len(digits):
             return "sort " + digits
 
 
-def draw_chat_question(rng: random.Random) -> str:
-    """Training mix: 45 % uniform sort requests, 20 % with repeated digits, 35 % not a sort request."""
+# Chat training mixes: (cumulative share, kind) for one uniform draw u, the first kind whose share exceeds u.
+# Stage 1: 45 % uniform sort requests, 20 % with repeated digits, 35 % not a sort request.
+CHAT_MIX = ((0.45, "uniform"), (0.65, "repeated"), (1.0, "not sort"))
+# Stage 2 (a short continuation): 25 % uniform, 25 % repeated digits (2-8), 20 % repeated digits 6-8 long (where
+# stage 1 missed), 30 % not a sort request.
+CHAT_STAGE2_MIX = ((0.25, "uniform"), (0.50, "repeated"), (0.70, "repeated 6-8"), (1.0, "not sort"))
+
+
+def draw_chat_question(rng: random.Random, mix=CHAT_MIX) -> str:
+    """A training question of the mix's kinds in its shares (default: stage 1's CHAT_MIX)."""
     u = rng.random()
-    return draw_sort_request(rng) if u < 0.45 else draw_sort_request(rng, True) if u < 0.65 else draw_not_sort(rng)
+    kind = next(kind for share, kind in mix if u < share)
+    if kind == "uniform":
+        return draw_sort_request(rng)
+    if kind == "repeated":
+        return draw_sort_request(rng, True)
+    if kind == "repeated 6-8":
+        return draw_sort_request(rng, True, shortest=6)
+    return draw_not_sort(rng)
 
 
 def chat_held_out_sets() -> dict[str, list[str]]:
@@ -394,14 +409,14 @@ def check_chat_completion(question: str, completion: list[int]) -> tuple[bool, b
     return valid, right
 
 
-def chat_training_batch(rng: random.Random, n: int, held_out: set[str]):
+def chat_training_batch(rng: random.Random, n: int, held_out: set[str], mix=CHAT_MIX):
     """n (prompt ids, completion ids) pairs, random effort; a quarter of the batches have one earlier turn
     (all of a batch alike, so that single-turn batches stay short). No held-out message appears, as the question
     or as an earlier turn."""
     batch, turns = [], int(rng.random() < 0.25)
     while len(batch) < n:
-        q = draw_chat_question(rng)
-        history = [draw_chat_question(rng) for _ in range(turns)]
+        q = draw_chat_question(rng, mix)
+        history = [draw_chat_question(rng, mix) for _ in range(turns)]
         if q in held_out or held_out.intersection(history):
             continue
         reasoning = rng.choice(["low", "low", "medium", "high"])

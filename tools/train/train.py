@@ -38,16 +38,23 @@ import torch_model as tm  # noqa: E402
 RUNS = HERE / "runs"
 SETTINGS = {  # per task: steps of float training, steps through the rounding, batch, peak learning rate
     "sort": dict(steps=1600, quant_steps=150, batch=128, val=512, early_stop=False, lr=3e-3, out=REPO / "tiny_weights" / "sort"),
-    "chat": dict(steps=2400, quant_steps=150, batch=32, val=256, lr=2e-3, out=REPO / "tiny_weights" / "chat",
-                 init=REPO / "tiny_weights" / "sort"),  # starts from the trained sort model's weights
+    "chat": dict(steps=2400, quant_steps=150, batch=32, val=256, lr=2e-3, out=REPO / "tiny_weights" / "chat"),
+}
+# A second stage that continues automatically from the first stage's checkpoint as saved (bf16 + MXFP4, experts
+# decoded), with its own data seed and a mix heavy in repeated digits (tasks.CHAT_STAGE2_MIX), a fresh optimizer,
+# a short warm-up and a low peak learning rate; no early stop.
+STAGE2 = {
+    "chat": dict(steps=300, quant_steps=100, lr=4e-4, warmup=30, mix=tasks.CHAT_STAGE2_MIX, seed_offset=2),
 }
 
 
-def batches(task: str, seed: int, n: int):
+def batches(task: str, seed: int, n: int, mix=None):
     rng, held = random.Random(seed), (tasks.all_held_out() if task == "sort" else tasks.chat_all_held_out())
-    make = tasks.sort_training_batch if task == "sort" else tasks.chat_training_batch
+    if task == "sort":
+        while True:
+            yield tasks.sort_training_batch(rng, n, held)
     while True:
-        yield make(rng, n, held)
+        yield tasks.chat_training_batch(rng, n, held, mix or tasks.CHAT_MIX)
 
 
 def tensors(pairs, pad: int = 0):
@@ -74,25 +81,34 @@ def exact_share(cfg, params, pairs, quantize: bool) -> float:
 
 
 def train(task: str, cfg, seed: int, steps: int, quant_steps: int, batch: int, val: int, lr: float,
-          log_every: int = 100, float_copy: dict | None = None, init: dict | None = None, early_stop: bool = True):
+          log_every: int = 100, float_copy: dict | None = None, init: dict | None = None, early_stop: bool = True,
+          warmup: int = 100, mix=None, data_seed: int | None = None):
     """Float phase of `steps` (left early, deterministically, once the validation batch is answered exactly at
     two consecutive reports), then `quant_steps` through the rounding. float_copy, if a dict, receives the
-    float32 weights as they were at the end of the float phase (for the float-vs-MXFP4 ablation)."""
+    float32 weights as they were at the end of the float phase (for the float-vs-MXFP4 ablation). init, if given,
+    holds the weights to start from (else a random init from seed); mix, the chat training mix; data_seed, the
+    seed of the data stream (default: seed)."""
     torch.manual_seed(seed)
     params = tm.init_parameters(cfg, torch.Generator().manual_seed(seed))
+    if init is not None:
+        assert set(init) == set(params), sorted(set(init) ^ set(params))
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(torch.from_numpy(np.asarray(init[name], dtype=np.float32)).reshape(p.shape))
+    seed = seed if data_seed is None else data_seed
     decay = [p for name, p in params.items() if p.dim() >= 2 and name != "embedding.weight"]
     no_decay = [p for name, p in params.items() if not (p.dim() >= 2 and name != "embedding.weight")]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=lr, betas=(0.9, 0.98))
-    val = next(batches(task, seed + 1, val))  # drawn like training data (never held-out questions)
-    data = batches(task, seed, batch)
+    val = next(batches(task, seed + 1, val, mix))  # drawn like training data (never held-out questions)
+    data = batches(task, seed, batch, mix)
     start, total, perfect, step = time.time(), steps + quant_steps, 0, 0
     while step < total:
         quantize = step >= steps
-        if step < 100:
-            rate = lr * (step + 1) / 100
+        if step < warmup:
+            rate = lr * (step + 1) / warmup
         elif not quantize:
-            rate = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - 100) / (steps - 100))))
+            rate = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (steps - warmup))))
         else:
             rate = lr * 0.05
         for group in opt.param_groups:
@@ -168,23 +184,40 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, help="float training steps")
     parser.add_argument("--quant-steps", type=int, help="steps through the bf16/MXFP4 rounding")
     parser.add_argument("--out", type=Path, help="output folder")
-    parser.add_argument("--init", type=Path, help="start from this saved model (chat: default tiny_weights/sort)")
+    parser.add_argument("--init", type=Path, help="start from this saved model instead of a random init")
+    parser.add_argument("--stage", type=int, choices=(1, 2),
+                        help="chat: run only this stage (2 continues from --init, a stage-1 checkpoint)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)")
     args = parser.parse_args(argv)
-    settings = SETTINGS[args.task]
+    settings, stage2 = SETTINGS[args.task], STAGE2.get(args.task)
     steps = args.steps if args.steps is not None else settings["steps"]
     quant_steps = args.quant_steps if args.quant_steps is not None else settings["quant_steps"]
     out = args.out or settings["out"]
+    if args.stage == 2 and not (stage2 and args.init):
+        parser.error("--stage 2 needs a task with a second stage (chat) and --init (its stage-1 checkpoint)")
     torch.set_num_threads(args.threads)
     cfg = minigptoss.TINY
     began = time.time()
     float_weights = {}
-    start = args.init or settings.get("init")
-    init = stored_weights(start) if start else None  # chat starts from the sort model
-    params = train(args.task, cfg, args.seed, steps, quant_steps, settings["batch"], settings["val"], settings["lr"],
-                   log_every=50, float_copy=float_weights, init=init, early_stop=settings.get("early_stop", True))
-    trained = time.time()
     RUNS.mkdir(exist_ok=True)  # not committed (see .gitignore): tools/train/measure.py reads it if present
+    if args.stage != 2:
+        init = stored_weights(args.init) if args.init else None
+        params = train(args.task, cfg, args.seed, steps, quant_steps, settings["batch"], settings["val"],
+                       settings["lr"], log_every=50, float_copy=float_weights, init=init,
+                       early_stop=settings.get("early_stop", True))
+        print(f"stage 1: {time.time() - began:.0f}s", flush=True)
+    if stage2 and args.stage != 1:
+        start = args.init if args.stage == 2 else RUNS / f"{args.task}-stage1"
+        if args.stage != 2:
+            export(cfg, params, start)  # stage 2 starts from stage 1's checkpoint as saved (bf16 + MXFP4)
+        began2 = time.time()
+        print(f"stage 2 from {start}: {stage2['steps']} float + {stage2['quant_steps']} MXFP4 steps", flush=True)
+        params = train(args.task, cfg, args.seed, stage2["steps"], stage2["quant_steps"], settings["batch"],
+                       settings["val"], stage2["lr"], log_every=50, float_copy=float_weights,
+                       init=stored_weights(start), early_stop=False, warmup=stage2["warmup"], mix=stage2["mix"],
+                       data_seed=args.seed + stage2["seed_offset"])
+        print(f"stage 2: {time.time() - began2:.0f}s", flush=True)
+    trained = time.time()
     np.savez(RUNS / f"{args.task}-float.npz", **float_weights)
     export(cfg, params, out)
     defaults = tasks.CHAT_DEFAULTS if args.task == "chat" else tasks.SORT_DEFAULTS
