@@ -27,6 +27,7 @@ from rich.table import Table
 
 import minigptoss
 from minigptoss.checkpoint import memory_estimate
+from minigptoss.fast.compiled import kernel_name
 
 GIB = 2**30
 
@@ -104,7 +105,7 @@ def main(argv=None) -> dict:
     load_s = time.perf_counter() - start
     info, config = model.checkpoint, model.config
     console.print(f"found {info.how} ({info.layout} layout, {len(info.files)} file(s), "
-                  f"{info.file_bytes / 1e9:.2f} GB); loaded in {load_s:.3f} s")
+                  f"{info.file_bytes / 1e9:.2f} GB); loaded in {load_s:.3f} s; experts: {kernel_name()}")
     need = memory_estimate(config, model.weights, args.prompt_tokens + args.decode_tokens)
     console.print(f"memory it will need: ~{need.resident / GIB:.1f} GiB resident = {need.experts_mapped / GIB:.1f} "
                   f"experts mapped + {need.other_mapped / GIB:.1f} other mapped + {need.kept / GIB:.1f} float32 "
@@ -115,7 +116,7 @@ def main(argv=None) -> dict:
     cache = model.new_cache()
     with first_touch_progress(model, console):
         start = time.perf_counter()
-        logits = model.forward(prompt, cache)
+        logits = model.forward(prompt, cache, only_last=True)  # as generate does: the next token's logits only
         prefill_s = time.perf_counter() - start
     model.weights.on_first_use = None
     console.print(f"prefill: {args.prompt_tokens} tokens in {prefill_s:.1f} s = "
@@ -125,7 +126,7 @@ def main(argv=None) -> dict:
     token = int(np.argmax(logits[-1]))
     for i in range(args.decode_tokens):
         start = time.perf_counter()
-        logits = model.forward([token], cache)
+        logits = model.forward([token], cache, only_last=True)
         steps.append(time.perf_counter() - start)
         token = int(np.argmax(logits[-1]))
         console.print(f"  decode step {i + 1}: {steps[-1]:.3f} s", highlight=False)
@@ -139,7 +140,7 @@ def main(argv=None) -> dict:
         "decode_steps_s": steps, "peak_rss_gib": status_kib("VmHWM") / 2**20,
         "peak_private_gib": peak_private / GIB, "estimated_resident_gib": need.resident / GIB,
         "estimated_private_gib": need.private / GIB, "kept_float32_gib": model.weights.kept_bytes / GIB,
-        "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+        "cpus": os.cpu_count(), "load_average": os.getloadavg(), "experts_kernel": kernel_name(),
     }
     table = Table(title=f"bench_real: {args.weights}", title_justify="left")
     table.add_column("measure")

@@ -4,6 +4,8 @@
                            (default min(2, cores))
     MINIGPTOSS_CACHE_GIB   GiB of float32 weight copies a loaded checkpoint keeps (checkpoint/files.py),
                            a finite number >= 0 (default min(6 GiB, a quarter of RAM))
+    MINIGPTOSS_NUMBA       0 turns off the compiled expert kernel (fast/compiled.py), 1 or unset: use it
+                           when numba is installed
 
 Importing minigptoss never fails because of them: `threads()` falls back to the default when asked not to be
 strict (at import), and `open_checkpoint` (every `load`) and the command line call `check()`, which refuses a
@@ -17,6 +19,7 @@ from .errors import SettingError
 
 THREADS = "MINIGPTOSS_THREADS"
 CACHE_GIB = "MINIGPTOSS_CACHE_GIB"
+NUMBA = "MINIGPTOSS_NUMBA"
 
 
 def threads(default: int, strict: bool = True) -> int:
@@ -47,7 +50,19 @@ def cache_gib() -> float | None:
     return value
 
 
+def numba_wanted(strict: bool = False) -> bool:
+    """MINIGPTOSS_NUMBA: False for 0, True for 1 or unset (or an unusable value, when not strict)."""
+    text = os.environ.get(NUMBA, "").strip()
+    if text in ("", "0", "1"):
+        return text != "0"
+    if not strict:
+        return True
+    raise SettingError(f"environment variable {NUMBA}={os.environ[NUMBA]!r} must be 0 (NumPy kernels only) or 1 "
+                       f"(or unset: the compiled kernel when numba is installed)")
+
+
 def check() -> None:
     """Refuse any unusable minigptoss environment variable, with its name (a SettingError)."""
     threads(1)
     cache_gib()
+    numba_wanted(strict=True)

@@ -49,9 +49,12 @@ class KVCache:
         values = np.concatenate([self.values[n], v])  # (S + T, nkv, d)
         key_positions = np.concatenate([self.positions[n], positions])  # (S + T,)
         window = self.windows[n]
-        keep = slice(-(window + self.rollback), None) if window else slice(None)
-        self.keys[n], self.values[n] = keys[keep].copy(), values[keep].copy()
-        self.positions[n] = key_positions[keep].copy()
+        if window:  # a copy of the last W + rollback entries, so the longer arrays can be freed
+            keep = slice(-(window + self.rollback), None)
+            self.keys[n], self.values[n] = keys[keep].copy(), values[keep].copy()
+            self.positions[n] = key_positions[keep].copy()
+        else:  # the new arrays themselves: nothing writes into them (state/restore rely on that)
+            self.keys[n], self.values[n], self.positions[n] = keys, values, key_positions
         return keys, values, key_positions
 
     def state(self) -> tuple:

@@ -20,7 +20,9 @@ from .attention import attend, attention_mask, attention_scores, sink_softmax, s
 from .arguments import shown, instance, whole_number
 from .config import Config, yarn_ramp_bounds
 from .errors import ArgumentError, MinigptossError, TokenError
+from .fast import dense as fastdense
 from .fast.attention import banded_attention
+from .fast.mxfp4 import one_blas_thread
 from .inspector import observe, record, wanted
 from .kvcache import KVCache
 from .nonfinite import NonFiniteError, locate
@@ -41,6 +43,7 @@ class Model:
         scales), e.g. what `random_weights` makes or a loaded checkpoint's lazy mapping; it may also offer
         `rows` and `matmul_t` (see weight_rows, weight_product). checkpoint: what the loader found, or None."""
         self.config, self.weights, self.checkpoint = config, weights, checkpoint
+        self._experts: dict[str, DenseExperts] = {}  # kept while the weights behind them stay the same arrays
         self.make_tokenizer, self._tokenizer = None, None  # minigptoss.load gives the vocabulary's tokenizer
 
     @property
@@ -57,27 +60,32 @@ class Model:
     def experts(self, layer: int, which: str) -> DenseExperts:
         """Expert weights of `block.{layer}.mlp.{which}` (which: mlp1 or mlp2), decoded lazily per expert."""
         prefix = f"block.{layer}.mlp.{which}"
-        if f"{prefix}_weight.blocks" in self.weights:
-            return MXFP4Experts(self.weights[f"{prefix}_weight.blocks"], self.weights[f"{prefix}_weight.scales"],
-                                self.weights[f"{prefix}_bias"])
-        return DenseExperts(self.weights[f"{prefix}_weight"], self.weights[f"{prefix}_bias"])
+        mxfp4 = f"{prefix}_weight.blocks" in self.weights
+        names = [f"{prefix}_weight.blocks", f"{prefix}_weight.scales"] if mxfp4 else [f"{prefix}_weight"]
+        parts = [self.weights[name] for name in [*names, f"{prefix}_bias"]]
+        found = self._experts.get(prefix)
+        if found is None or any(a is not b for a, b in zip(found.parts, parts)):
+            found = self._experts[prefix] = MXFP4Experts(*parts) if mxfp4 else DenseExperts(*parts)
+        return found
 
-    def forward(self, tokens, cache: KVCache | None = None) -> np.ndarray:
+    def forward(self, tokens, cache: KVCache | None = None, only_last: bool = False) -> np.ndarray:
         """Token ids (T,) -> float32 logits (T, vocab_size). With a cache, the tokens continue what it holds.
-        Logits holding NaN or inf raise NonFiniteError naming where they first appeared (see nonfinite.py);
-        the module-level `forward` returns them as they are."""
+        only_last=True: the last token's logits only, (1, vocab_size), what generation needs (cheaper: the
+        unembedding is 201,088 rows in gpt-oss). Logits holding NaN or inf raise NonFiniteError naming where
+        they first appeared (see nonfinite.py); the module-level `forward` returns them as they are."""
         tokens = check_tokens(tokens, self.config.vocab_size)
         instance("forward", "cache", cache, KVCache, "a KVCache (model.new_cache())", none=True)
+        instance("forward", "only_last", only_last, bool, "True or False")
         check_files = getattr(self.weights, "check_files", None)
         if check_files is not None:  # a loaded checkpoint: its files' sizes and times still as `load` saw them
             check_files()
         before = cache.state() if cache is not None else None
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN/inf: one NonFiniteError below
-            logits = forward(self, tokens, cache)
+            logits = forward(self, tokens, cache, only_last)
             if not np.isfinite(logits).all():
                 if cache is not None:
                     cache.restore(before)
-                first = locate(lambda: forward(self, tokens, cache))
+                first = locate(lambda: forward(self, tokens, cache, only_last))
                 if cache is not None:
                     cache.restore(before)
                 raise NonFiniteError(non_finite_message(self.weights, first))
@@ -112,10 +120,13 @@ def weight_rows(weights, name: str, ids: np.ndarray) -> np.ndarray:
 
 
 def weight_product(x: np.ndarray, weights, name: str) -> np.ndarray:
-    """x weights[name]^T as float32:  (..., cols) -> (..., rows). Weights may offer `matmul_t(x, name)` (a loaded
-    checkpoint widens the matrix in row chunks); a dict need not."""
+    """x weights[name]^T as float32:  (..., cols) -> (..., rows). Weights may offer `matmul_t(x, name, product)`
+    (a loaded checkpoint widens the matrix in row chunks); a dict need not. A large product is shared between
+    two threads a chunk of rows at a time (fast/dense.py; equal to `x @ W.T` within float32 rounding)."""
     matmul_t = getattr(weights, "matmul_t", None)
-    return matmul_t(x, name) if matmul_t is not None else (x @ weights[name].T).astype(np.float32)
+    if matmul_t is not None:
+        return matmul_t(x, name, fastdense.matmul_t)
+    return fastdense.matmul_t(x, np.asarray(weights[name], dtype=np.float32))
 
 
 def check_tokens(tokens, vocab_size: int) -> np.ndarray:
@@ -145,7 +156,8 @@ def attention_block(model: Model, n: int, x: np.ndarray, positions: np.ndarray, 
     """x + Attention(RMSNorm(x)) for block n:  (T, H) -> (T, H). Tk = T, plus what the cache holds."""
     c, w, at = model.config, model.weights, f"blocks.{n}.attn."
     t = record(at + "normed", rms_norm(x, w[f"block.{n}.attn.norm.scale"]))  # (T, H)
-    qkv = record(at + "qkv", t @ w[f"block.{n}.attn.qkv.weight"].T + w[f"block.{n}.attn.qkv.bias"])  # (T, (nq+2nkv)d)
+    qkv = weight_product(t, w, f"block.{n}.attn.qkv.weight") + w[f"block.{n}.attn.qkv.bias"]  # (T, (nq+2nkv)d)
+    qkv = record(at + "qkv", qkv)
     q, k, v = split_qkv(qkv, c.num_attention_heads, c.num_key_value_heads, c.head_dim)
     q, k, v = record(at + "q", q), record(at + "k", k), record(at + "v", v)  # (T, nq, d), (T, nkv, d) x 2
     q_rot, k_rot = record(at + "q_rot", apply_rope(q, *rope)), record(at + "k_rot", apply_rope(k, *rope))
@@ -161,8 +173,8 @@ def attention_block(model: Model, n: int, x: np.ndarray, positions: np.ndarray, 
         z = attend(probs, values)  # (T, nq d)
     observe(at + "sink_mass", sink_mass)  # display only: the pass goes on with probs
     z = record(at + "z", z)  # (T, nq d)
-    out = record(at + "out", z @ w[f"block.{n}.attn.out.weight"].T + w[f"block.{n}.attn.out.bias"])  # (T, H)
-    return x + out
+    out = record(at + "out", weight_product(z, w, f"block.{n}.attn.out.weight") + w[f"block.{n}.attn.out.bias"])
+    return x + out  # (T, H)
 
 
 class AttentionMemoryError(MinigptossError):
@@ -213,8 +225,11 @@ def moe_block(model: Model, n: int, x: np.ndarray) -> np.ndarray:
     return x + out
 
 
-def forward(model: Model, tokens: np.ndarray, cache: KVCache | None = None) -> np.ndarray:
-    """Token ids (T,) -> logits (T, V): embed, the blocks, the final norm, the unembedding."""
+@one_blas_thread()  # the whole pass with OpenBLAS on one thread, the caller's count restored after (fast/mxfp4.py)
+def forward(model: Model, tokens: np.ndarray, cache: KVCache | None = None, only_last: bool = False) -> np.ndarray:
+    """Token ids (T,) -> logits (T, V): embed, the blocks, the final norm, the unembedding. only_last: the logits
+    of the last token only, (1, V) (all T rows are still computed and recorded when a capture or patch asks for
+    "logits"). Large products share fast/'s two threads, a chunk of rows each, instead of BLAS's own threads."""
     c, w = model.config, model.weights
     start = cache.length if cache is not None else 0
     tokens = record("tokens", tokens)
@@ -229,10 +244,12 @@ def forward(model: Model, tokens: np.ndarray, cache: KVCache | None = None) -> n
         x = record(f"blocks.{n}.resid_mid", attention_block(model, n, x, positions, rope, cache))  # (T, H)
         x = record(f"blocks.{n}.resid_post", moe_block(model, n, x))  # (T, H)
     x = record("norm", rms_norm(x, w["norm.scale"]))  # (T, H)
-    logits = record("logits", weight_product(x, w, "unembedding.weight"))  # (T, V)
+    if only_last and not wanted("logits"):
+        x = x[-1:]  # (1, H): a generation needs the next token's logits only
+    logits = record("logits", weight_product(x, w, "unembedding.weight"))  # (T, V), or (1, V)
     if cache is not None:
         cache.length += len(tokens)
-    return logits
+    return logits[-1:] if only_last else logits
 
 
 def logit_lens(model: Model, residual: np.ndarray) -> np.ndarray:

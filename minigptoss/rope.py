@@ -66,6 +66,7 @@ def rope_tables(config: Config, positions: np.ndarray, bounds=None) -> tuple[np.
 
 def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
     """Rotate the half-split pairs (x_i, x_{i+d/2}):  x (T, heads, d), cos/sin (T, d/2) -> (T, heads, d)."""
-    x1, x2 = np.split(x, 2, axis=-1)  # (T, heads, d/2) each
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]  # (T, heads, d/2) each
     cos, sin = cos[:, None, :], sin[:, None, :]  # (T, 1, d/2)
     return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)  # (T, heads, d)

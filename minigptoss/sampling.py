@@ -97,7 +97,7 @@ def generate(model, tokens, max_new_tokens: int = 64, temperature: float = 0.0, 
                                                                            top_k, seed, stop_tokens)
     rng = np.random.default_rng(seed)
     cache = model.new_cache() if cache is None else cache
-    logits = model.forward(tokens, cache)[-1]  # prefill: the whole prompt in one pass
+    logits = model.forward(tokens, cache, only_last=True)[-1]  # prefill: the whole prompt in one pass
     for count in range(1, max_new_tokens + 1):
         token, u = draw(logits, rng, temperature, top_p, top_k)
         if on_draw is not None:
@@ -105,4 +105,4 @@ def generate(model, tokens, max_new_tokens: int = 64, temperature: float = 0.0, 
         yield token
         if token in stop or count == max_new_tokens:  # no pass whose logits nobody would read
             return
-        logits = model.forward([token], cache)[-1]  # one new position
+        logits = model.forward([token], cache, only_last=True)[-1]  # one new position

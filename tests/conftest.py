@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import minigptoss
+from minigptoss.fast import mxfp4 as fastmxfp4
 
 settings.register_profile("default", max_examples=25, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -33,3 +34,16 @@ def tiny_copy(tmp_path):
         if path.is_file():
             shutil.copy(path, folder / path.name)
     return folder
+
+
+@pytest.fixture
+def two_blas_threads():
+    """The process's OpenBLAS on two threads for the test (whatever the machine), then as it was."""
+    blas = fastmxfp4._process_wide_blas()
+    if blas is None:
+        pytest.skip("NumPy's BLAS is not a pthreads OpenBLAS")
+    get_threads, set_threads = blas
+    before = get_threads()
+    set_threads(2)
+    yield get_threads
+    set_threads(before)

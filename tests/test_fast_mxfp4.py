@@ -174,19 +174,6 @@ def big_parallel_case(tokens):
     return rng.standard_normal((tokens, 2048)).astype(np.float32), blocks, scales
 
 
-@pytest.fixture
-def two_blas_threads():
-    """The process's OpenBLAS on two threads for the test (whatever the machine), then as it was."""
-    blas = fastmxfp4._process_wide_blas()
-    if blas is None:
-        pytest.skip("NumPy's BLAS is not a pthreads OpenBLAS")
-    get_threads, set_threads = blas
-    before = get_threads()
-    set_threads(2)
-    yield get_threads
-    set_threads(before)
-
-
 @pytest.mark.parametrize("tokens", [1, fastmxfp4.GEMM_MIN_TOKENS])
 def test_fast_call_leaves_the_callers_blas_threads_unchanged(monkeypatch, two_blas_threads, tokens):
     monkeypatch.setattr(fastmxfp4, "WORKERS", 2)

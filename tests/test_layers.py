@@ -1,7 +1,7 @@
 """The import rule (README, "How the code is laid out"), read from the package's own source with `ast`:
 
     root (the model: config, mxfp4, ..., model, inspector, names)   imports NumPy, the standard library, the root, fast/
-    fast/                                                           NumPy, the standard library, the root
+    fast/                                                           NumPy (numba: the optional extra), the stdlib, the root
     checkpoint/, text/                                              the root at most (plus their own folder)
     views/                                                          the root, checkpoint/, text/, views/
     cli/                                                            anything
@@ -16,7 +16,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "minigptoss"
 STDLIB = set(sys.stdlib_module_names)
 THIRD_PARTY_ALLOWED = {
-    "root": {"numpy"}, "fast": {"numpy"}, "checkpoint": {"numpy"}, "text": {"numpy", "tiktoken"},
+    "root": {"numpy"}, "fast": {"numpy", "numba"}, "checkpoint": {"numpy"}, "text": {"numpy", "tiktoken"},
     "views": {"numpy", "rich", "IPython"}, "cli": None,  # None: anything; IPython: only inside a notebook (as rich)
 }
 FOLDERS_ALLOWED = {

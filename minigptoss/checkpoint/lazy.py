@@ -87,6 +87,21 @@ def cache_plan(stored: Mapping[str, Stored], budget_bytes: int) -> list[str]:
     return keep
 
 
+def chunked_product(x: np.ndarray, weight: np.ndarray, widen=None, chunk_bytes: int = 4 * 2**20) -> np.ndarray:
+    """x W^T in float32, W (rows, cols) taken chunk_bytes of float32 rows at a time, each widened by
+    widen(stored_rows, out) into one reused buffer (or used as it is when widen is None):  (..., cols) -> (..., rows)."""
+    rows, cols = weight.shape
+    if widen is None:
+        return (x @ weight.T).astype(np.float32, copy=False)
+    step = max(1, chunk_bytes // (4 * cols))
+    out = np.empty((*x.shape[:-1], rows), dtype=np.float32)
+    buffer = np.empty((min(step, rows), cols), dtype=np.float32)  # one widened chunk, reused
+    for start in range(0, rows, step):
+        stop = min(start + step, rows)
+        out[..., start:stop] = x @ widen(weight[start:stop], buffer[:stop - start]).T  # (stop - start, cols)
+    return out
+
+
 class ExpertStack:
     """Dense expert matrices, widened one expert at a time:  stack[e] -> (out, in) float32."""
 
@@ -120,7 +135,7 @@ class LazyWeights(Mapping):
     set, is called the first time each tensor is touched: a progress hook.
     """
 
-    def __init__(self, stored: Mapping[str, Stored], keep=(), chunk_bytes: int = 64 * 2**20):
+    def __init__(self, stored: Mapping[str, Stored], keep=(), chunk_bytes: int = 4 * 2**20):
         self.stored, self.keep, self.chunk_bytes = dict(stored), frozenset(keep), chunk_bytes
         self.on_first_use: Callable[[str, int], None] | None = None
         self.check_files: Callable[[], None] | None = None  # raises if a file changed since loading (files.py)
@@ -131,7 +146,9 @@ class LazyWeights(Mapping):
     # -- the mapping ----------------------------------------------------------------------------------------
 
     def __getitem__(self, name: str):
-        found = self._ready(name)
+        found = self._overrides.get(name)
+        if found is None:
+            found = self._kept.get(name)  # (_ready, inlined: this runs ~100 times per forward pass)
         if found is not None:
             return found
         stored = self._touch(name)
@@ -169,27 +186,23 @@ class LazyWeights(Mapping):
             return np.asarray(found[ids], dtype=np.float32)
         stored = self._touch(name)
         if len(stored.parts) == 1 and not stored.transposed:
-            return widen(stored.dtype, stored.parts[0][ids])
+            return widen(stored.dtype, np.asarray(stored.parts[0])[ids])  # a plain view: no memmap bookkeeping
         return self._widen_whole(stored)[ids]
 
-    def matmul_t(self, x: np.ndarray, name: str) -> np.ndarray:
-        """x W^T in float32 for a 2-D W (rows, cols): (..., cols) -> (..., rows); W widened in row chunks
-        unless it is kept (the first call then widens and keeps it)."""
+    def matmul_t(self, x: np.ndarray, name: str, product=None) -> np.ndarray:
+        """x W^T in float32 for a 2-D W (rows, cols): (..., cols) -> (..., rows); W widened a chunk of rows at a
+        time (chunk_bytes of float32, into one reused buffer) unless it is kept (the first call then widens and
+        keeps it). product(x, weight, widen=None, chunk_bytes=...): how to multiply (the forward pass passes
+        fast/dense.py's, which shares the chunks between two threads); by default `chunked_product`."""
+        product = product or chunked_product
         if name in self.keep or name in self._overrides:
-            return (x @ self[name].T).astype(np.float32)
+            return product(x, np.asarray(self[name], dtype=np.float32))
         stored = self._touch(name)
         if len(stored.parts) != 1 or stored.transposed or stored.dtype == "F32":
-            return (x @ self._widen_whole(stored).T).astype(np.float32)
+            return product(x, self._widen_whole(stored))
         weight = stored.parts[0]  # (rows, cols) bf16 bits
-        rows, cols = weight.shape
-        step = max(1, self.chunk_bytes // (4 * cols))
-        out = np.empty((*x.shape[:-1], rows), dtype=np.float32)
-        buffer = np.empty((min(step, rows), cols), dtype=np.float32)  # one widened chunk, reused
-        for start in range(0, rows, step):
-            stop = min(start + step, rows)
-            chunk = widen(stored.dtype, weight[start:stop], out=buffer[:stop - start])  # (stop - start, cols)
-            out[..., start:stop] = x @ chunk.T
-        return out
+        return product(x, weight, widen=lambda rows, out: widen(stored.dtype, rows, out),
+                       chunk_bytes=self.chunk_bytes)
 
     # -- bookkeeping ----------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from .. import inspector
 from ..checkpoint import memory_estimate
 from ..checkpoint.defaults import ModelDefaults, read_defaults
 from ..errors import MinigptossError
+from ..fast.compiled import kernel_name
 from ..text.harmony import Message, SystemMessage, render_conversation
 from ..text.tokenizer import IdTokenizer, no_tokenizer, tokenizer_or_ids
 
@@ -83,7 +84,7 @@ def checkpoint_summary(model, tokens: int = 256) -> str:
     return (f"found {info.how} ({info.layout} layout, {len(info.files)} file(s), {info.file_bytes / 1e9:.1f} GB). "
             f"A {tokens}-token pass needs about {need.resident / gib:.1f} GiB: {need.experts_mapped / gib:.1f} GiB of "
             f"experts mapped from disk (reclaimable), {need.kept / gib:.1f} GiB of float32 weights kept, "
-            f"{(need.other_mapped + need.working) / gib:.1f} GiB working memory.")
+            f"{(need.other_mapped + need.working) / gib:.1f} GiB working memory. Experts: {kernel_name()}.")
 
 
 class PassCancelled(Exception):

@@ -25,9 +25,14 @@ fast, and tests/test_fast_mxfp4.py holds it to that definition. Four ideas:
    thread (`one_blas_thread`), so the workers and BLAS never fight over the cores (measured: letting two
    workers each start BLAS threads made 64 tokens at 5760 x 2880 ten times slower). NumPy's OpenBLAS (the
    pthreads build) holds its thread count for the whole process, so the caller's count is saved before and
-   restored after every call, under a lock: nothing outlives the call, and the chunk products always run on
-   one BLAS thread, so the bits are the same whatever MINIGPTOSS_THREADS or the BLAS thread count is. (Another
-   Python thread of yours calling BLAS during those milliseconds would run single-threaded meanwhile.)
+   restored after (model.forward does the same around the whole pass): nothing outlives the call, and the
+   chunk products always run on one BLAS thread, so the bits are the same whatever MINIGPTOSS_THREADS or the
+   BLAS thread count is. (Another Python thread of yours calling BLAS while a pass runs would run
+   single-threaded meanwhile.)
+
+With numba installed (`pip install "minigptoss[fast]"`), compiled kernels replace ideas 1-3 (fast/compiled.py:
+a fused one-token product, and a compiled decode before the GEMM from 2 tokens on; MINIGPTOSS_NUMBA=0 turns
+them off), held to the same 1e-6 bound.
 
 Matrices smaller than FAST_MIN_WEIGHTS weights (the tiny test models) take the readable path: there is
 nothing to gain there, and their numbers stay exactly those of `decode_mxfp4`.
@@ -46,6 +51,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from . import compiled
 from ..environment import threads
 from ..mxfp4 import BLOCK_SIZE, BYTES_PER_BLOCK, FP4_VALUES, scale_values
 
@@ -128,7 +134,10 @@ def linear(x: np.ndarray, blocks: np.ndarray, scales: np.ndarray, bias: np.ndarr
     x = np.ascontiguousarray(x, dtype=np.float32)
     tokens = x.shape[0]
     out = np.empty((tokens, rows), dtype=np.float32)
-    if tokens < GEMM_MIN_TOKENS:
+    compiled_rows = compiled.kernel(tokens)  # numba, when installed (fast/compiled.py)
+    if compiled_rows is not None:
+        x_in, work = x, compiled_rows
+    elif tokens < GEMM_MIN_TOKENS:
         x_in = np.ascontiguousarray(x.reshape(tokens, groups, BLOCK_SIZE).transpose(1, 2, 0))  # (G, 32, T)
         work = _few_tokens_rows
     else:
@@ -185,8 +194,8 @@ def _pool() -> ThreadPoolExecutor:
 
 def _forget_pool_after_fork() -> None:
     """A forked child inherits the pool object but not its threads (and maybe a lock a thread held): start afresh."""
-    global _executor, _executor_lock, _blas_lock
-    _executor, _executor_lock, _blas_lock = None, threading.Lock(), threading.RLock()
+    global _executor, _executor_lock, _blas_lock, _blas_scopes
+    _executor, _executor_lock, _blas_lock, _blas_scopes = None, threading.Lock(), threading.RLock(), 0
 
 
 if hasattr(os, "register_at_fork"):
@@ -195,7 +204,9 @@ if hasattr(os, "register_at_fork"):
 
 # -- BLAS threads -------------------------------------------------------------------------------------------------
 
-_blas_lock = threading.RLock()  # re-entrant: a caller may already hold one_blas_thread
+_blas_lock = threading.RLock()  # guards the two numbers below (never held while a body runs)
+_blas_scopes = 0  # one_blas_thread bodies running now, in any thread (nested ones included)
+_blas_before = 1  # the count the first of them found, given back when the last one ends
 
 
 @contextmanager
@@ -203,24 +214,31 @@ def one_blas_thread():
     """Run the body with OpenBLAS on one thread, then give the process back the thread count it had.
 
     NumPy's OpenBLAS is a pthreads build: its thread count is one number for the whole process
-    (`openblas_set_num_threads_local` sets that same number there), so it is read, set to 1, and restored,
-    under a lock so that two concurrent callers cannot restore each other's value. Another BLAS (or none found,
-    or an OpenMP build, whose count is per thread) is left alone.
+    (`openblas_set_num_threads_local` sets that same number there), so it is read and set to 1 when the first
+    of the bodies running at once (a forward pass, the expert products inside it, a pass in another thread)
+    starts, and restored when the last of them ends: two concurrent callers never restore each other's value,
+    and neither waits for the other (a debugger's pass in a thread does not block its screen). Another BLAS (or
+    none found, or an OpenMP build, whose count is per thread) is left alone.
     """
+    global _blas_scopes, _blas_before
     blas = _process_wide_blas()
     if blas is None:
         yield
         return
     get_threads, set_threads = blas
     with _blas_lock:
-        before = get_threads()
-        if before != 1:
-            set_threads(1)
-        try:
-            yield
-        finally:
-            if before != 1:
-                set_threads(before)
+        if _blas_scopes == 0:
+            _blas_before = get_threads()
+            if _blas_before != 1:
+                set_threads(1)
+        _blas_scopes += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_scopes -= 1
+            if _blas_scopes == 0 and _blas_before != 1:
+                set_threads(_blas_before)
 
 
 def blas_threads() -> int | None:
