@@ -67,7 +67,7 @@ def drive(session, keys, size=(80, 24), argv=(), at=None, show=None):
         async def snap(pilot):
             await pilot.pause()
             for _ in range(40):  # a resize's layout can land after the pause on a busy machine; the app redraws
-                if app.drawn is None or app.drawn[2] == app.body_width():  # at the new width within a poll
+                if not app.drawn_at_another_width():  # the app redraws at the new width within a poll
                     break
                 await pilot.pause(0.05)
             body = app.query_one("#body")

@@ -312,6 +312,10 @@ class DebuggerApp(InterventionKeys, App):
         self.interrupted = True
         self.exit()
 
+    def drawn_at_another_width(self) -> bool:
+        """True when the body was last drawn at a width it no longer has (a resize's layout landed later)."""
+        return self.drawn is not None and self.drawn[4] != self.body_width()  # drawn: see refresh_view's key
+
     def tick(self) -> None:
         """Every `poll` seconds while the pass runs: progress, and the step once it is recorded; the app ends
         here after a SIGINT (run_debugger's handler only sets `interrupted`)."""
@@ -322,8 +326,7 @@ class DebuggerApp(InterventionKeys, App):
         ready = (sum(self.session.ready(step) for step in self.nav.steps), self.pass_index,
                  run is None or run.done.is_set())  # a step recorded, another pass, the generation over
         try:
-            resized = self.drawn is not None and self.drawn[4] != self.body_width()  # a layout after the resize
-            if resized or ready != self.ready_count or (run and not run.done.is_set()):
+            if self.drawn_at_another_width() or ready != self.ready_count or (run and not run.done.is_set()):
                 self.ready_count = ready
                 self.refresh_view()
         except NoMatches:  # the screen is being torn down (quitting) or not built yet
