@@ -76,6 +76,7 @@ def attend(probs: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 CHUNK_BYTES = 256 * 2**20  # scores up to this size are computed whole (this readable path); larger, by fast/attention
 
+
 def whole_attention_bytes(num_heads: int, T: int, Tk: int) -> int:
     """Peak bytes of the readable path's mask, scores, exponentials and probabilities for (nq, T, Tk)."""
     return T * Tk + 3 * 4 * num_heads * T * Tk

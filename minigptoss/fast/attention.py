@@ -24,6 +24,7 @@ copies of q, k and v laid out per key/value head.
 
 import numpy as np
 
+from ..attention import attention_mask
 from .mxfp4 import one_blas_thread
 
 BAND_BYTES = 2 * 2**20  # a chunk's scores here: small enough to stay in the CPU's cache through every pass
@@ -94,8 +95,7 @@ def _chunk(chunk: slice, query_positions, key_positions, window, q_grouped, k_pe
     q_chunk = q_grouped[:, :, chunk].reshape(num_kv, group * t, head_dim)  # (nkv, g t, d)
     scores = (q_chunk @ k_per_kv[:, :, lo:hi]).reshape(num_kv, group, t, hi - lo)  # (nkv, g, t, band)
     for edge in masked_edges(positions, key_positions[lo:hi], window):  # columns some rows may not see
-        distance = positions[:, None] - key_positions[lo:hi][None, edge]  # (t, width) i - j
-        hidden = (distance < 0) | (distance >= window) if window > 0 else distance < 0
+        hidden = ~attention_mask(positions, key_positions[lo:hi][edge], window)  # (t, width): the definition's mask
         scores[:, :, :, edge][:, :, hidden] = -np.inf
     row_max = np.maximum(scores.max(axis=-1), sink_logits)  # (nkv, g, t)
     scores -= row_max[..., None]
