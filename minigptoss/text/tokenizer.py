@@ -152,7 +152,25 @@ def o200k_harmony() -> tiktoken.Encoding:
 TINY_MIN_VOCAB = 256 + len(HARMONY_SPECIALS)  # 265
 
 
-class ByteTokenizer:
+class DecodesTokens:
+    """decode / decode_bytes from a tokenizer's decode_single_token_bytes, as tiktoken's Encoding offers them."""
+
+    n_vocab: int
+
+    def decode_single_token_bytes(self, token: int) -> bytes:
+        raise NotImplementedError
+
+    def decode_bytes(self, tokens: Iterable[int]) -> bytes:
+        return b"".join(self.decode_single_token_bytes(int(t)) for t in tokens)
+
+    def decode(self, tokens: Iterable[int], errors: str = "replace") -> str:
+        return self.decode_bytes(tokens).decode("utf-8", errors=errors)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} n_vocab={self.n_vocab}>"
+
+
+class ByteTokenizer(DecodesTokens):
     """Byte-level tokenizer with harmony special tokens; see the module docstring."""
 
     def __init__(self, vocab_size: int):
@@ -206,14 +224,6 @@ class ByteTokenizer:
             return self._special_name[token]
         raise KeyError(f"token id {token} is outside the vocabulary (n_vocab {self.n_vocab})")
 
-    def decode_bytes(self, tokens: Iterable[int]) -> bytes:
-        return b"".join(self.decode_single_token_bytes(int(t)) for t in tokens)
-
-    def decode(self, tokens: Iterable[int], errors: str = "replace") -> str:
-        return self.decode_bytes(tokens).decode("utf-8", errors=errors)
-
-    def __repr__(self) -> str:
-        return f"<ByteTokenizer n_vocab={self.n_vocab}>"
 
 
 def _utf8(text: str) -> bytes:
@@ -267,7 +277,7 @@ def tokenizer_or_ids(vocab_size: int):
     return tokenizer_for(vocab_size) if has_tokenizer(vocab_size) else IdTokenizer(vocab_size)
 
 
-class IdTokenizer:
+class IdTokenizer(DecodesTokens):
     """The tokenizer interface for a vocabulary without text: each id decodes to `<id>`; encoding text is refused
     with one TokenError (give token ids instead); no special tokens."""
 
@@ -291,11 +301,3 @@ class IdTokenizer:
             raise KeyError(f"token id {token} is outside the vocabulary (n_vocab {self.n_vocab})")
         return f"<{token}>".encode()
 
-    def decode_bytes(self, tokens: Iterable[int]) -> bytes:
-        return b"".join(self.decode_single_token_bytes(int(t)) for t in tokens)
-
-    def decode(self, tokens: Iterable[int], errors: str = "replace") -> str:
-        return self.decode_bytes(tokens).decode("utf-8", errors=errors)
-
-    def __repr__(self) -> str:
-        return f"<IdTokenizer n_vocab={self.n_vocab}>"
