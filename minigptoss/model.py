@@ -43,7 +43,8 @@ class Model:
         scales), e.g. what `random_weights` makes or a loaded checkpoint's lazy mapping; it may also offer
         `rows` and `matmul_t` (see weight_rows, weight_product). checkpoint: what the loader found, or None."""
         self.config, self.weights, self.checkpoint = config, weights, checkpoint
-        self._experts: dict[str, DenseExperts] = {}  # kept while the weights behind them stay the same arrays
+        self._experts: dict[tuple, DenseExperts] = {}  # kept while the weights behind them stay the same arrays
+        self._expert_names: dict = {}  # (layer, which) -> the tensors' names, for the weights under "weights"
         self.make_tokenizer, self._tokenizer = None, None  # minigptoss.load gives the vocabulary's tokenizer
 
     @property
@@ -59,13 +60,18 @@ class Model:
 
     def experts(self, layer: int, which: str) -> DenseExperts:
         """Expert weights of `block.{layer}.mlp.{which}` (which: mlp1 or mlp2), decoded lazily per expert."""
-        prefix = f"block.{layer}.mlp.{which}"
-        mxfp4 = f"{prefix}_weight.blocks" in self.weights
-        names = [f"{prefix}_weight.blocks", f"{prefix}_weight.scales"] if mxfp4 else [f"{prefix}_weight"]
-        parts = [self.weights[name] for name in [*names, f"{prefix}_bias"]]
-        found = self._experts.get(prefix)
+        if self._expert_names.get("weights") is not self.weights:  # model.weights replaced: work them out again
+            self._expert_names = {"weights": self.weights}
+        names = self._expert_names.get((layer, which))
+        if names is None:  # the tensors' names, worked out once per weights (this runs twice per layer per pass)
+            prefix = f"block.{layer}.mlp.{which}"
+            mxfp4 = f"{prefix}_weight.blocks" in self.weights
+            weight = [f"{prefix}_weight.blocks", f"{prefix}_weight.scales"] if mxfp4 else [f"{prefix}_weight"]
+            names = self._expert_names[layer, which] = (*weight, f"{prefix}_bias")
+        parts = [self.weights[name] for name in names]
+        found = self._experts.get(names)
         if found is None or any(a is not b for a, b in zip(found.parts, parts)):
-            found = self._experts[prefix] = MXFP4Experts(*parts) if mxfp4 else DenseExperts(*parts)
+            found = self._experts[names] = MXFP4Experts(*parts) if len(names) == 3 else DenseExperts(*parts)
         return found
 
     def forward(self, tokens, cache: KVCache | None = None, only_last: bool = False) -> np.ndarray:
@@ -236,8 +242,9 @@ def forward(model: Model, tokens: np.ndarray, cache: KVCache | None = None, only
     positions = record("positions", np.arange(start, start + len(tokens)))  # (T,)
     x = record("embed", weight_rows(w, "embedding.weight", tokens))  # (T, H): only these rows are read and widened
     bounds = record("rope.yarn_bounds", np.array(yarn_ramp_bounds(c)))  # (2,) YaRN's ramp: low, high
-    observe("rope.inv_freq", inverse_frequencies(c, bounds))
-    cos, sin = rope_tables(c, positions, bounds)  # (T, d/2) each
+    inv_freq = inverse_frequencies(c, bounds)  # (d/2,)
+    observe("rope.inv_freq", inv_freq)
+    cos, sin = rope_tables(c, positions, bounds, inv_freq)  # (T, d/2) each
     rope = record("rope.cos", cos), record("rope.sin", sin)
     for n in range(c.num_hidden_layers):
         x = record(f"blocks.{n}.resid_pre", x)
