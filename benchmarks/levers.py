@@ -146,6 +146,7 @@ class Bench:
         return statistics.median(times)
 
     def evict_experts(self) -> None:
+        fastpages._advised.clear()  # as after a pause longer than fastpages.RECENT_S
         for name, stored in self.model.weights.stored.items():
             if ".mlp.mlp" in name and not name.endswith("_bias") and stored.release is not None:
                 stored.release()
