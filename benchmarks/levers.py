@@ -16,6 +16,8 @@ layers, the embedding rows and the whole unembedding). Each lever is switched of
        and the file evicted from the page cache before each step)                          cold decode s
     5  the numba kernels (MINIGPTOSS_NUMBA=1 vs 0; skipped without numba)                  decode s/token
        (with --only 5p: also a prefill of --prompt tokens)                                  prefill s
+    5b with numba: the attention projections and unembedding read as bf16 in place (what minigptoss.load plans
+       when numba is on) vs kept float32 copies (both with the compiled expert kernels)  decode s/token
     7  the 4 GiB budget's leftover keeps the unembedding's leading rows (75 % of them for gpt-oss-20b);
        off: the whole unembedding widened per use                                       decode s/token
     all  every lever above on vs off (the code before issue 25)                             decode s/token
@@ -109,8 +111,8 @@ class Bench:
     """A model (maybe cut to its first layers) with a KV cache holding a short prefix, to decode from again and
     again (the cache is rolled back after each measurement, so every step sees the same context length)."""
 
-    def __init__(self, path, layers, cache_bytes, prompt_tokens, seed=0):
-        config, weights, info = open_checkpoint(path, cache_bytes)
+    def __init__(self, path, layers, cache_bytes, prompt_tokens, seed=0, in_place=False):
+        config, weights, info = open_checkpoint(path, cache_bytes, in_place=in_place)
         if layers:
             config = dataclasses.replace(config, num_hidden_layers=min(layers, config.num_hidden_layers))
         self.model = minigptoss.Model(config, weights, checkpoint=info)
@@ -183,7 +185,7 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3, help="decode steps per round")
     parser.add_argument("--prompt", type=int, default=64, help="prompt tokens for lever 3's prefill")
-    parser.add_argument("--only", default="1,2,3,4,5,7,all,budget")
+    parser.add_argument("--only", default="1,2,3,4,5,5b,7,all,budget")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     print(f"levers A/B on {args.weights} ({args.layers or 'all'} layers), {args.rounds} alternating rounds; "
@@ -204,6 +206,15 @@ def main(argv=None) -> None:
             report("5", "decode (numba kernel)", *ab(lambda: bench.decode(args.steps), lever5_off, args.rounds))
         else:
             print("5     skipped: numba is not installed (pip install \"minigptoss[fast]\")")
+    if "5b" in only and compiled.enabled():
+        bench = None
+        kept, in_place = (Bench(args.weights, args.layers, None, args.prompt, in_place=flag) for flag in (False, True))
+        kept.decode(2), in_place.decode(2)
+        report("5b", "decode, bf16 in place vs kept f32", *ab(lambda: in_place.decode(args.steps),
+                                                             contextlib.nullcontext, args.rounds,
+                                                             off_measure=lambda: kept.decode(args.steps)))
+        kept = in_place = None
+        bench = Bench(args.weights, args.layers, None, args.prompt)
     if "5p" in only and compiled.installed():
         report("5p", f"prefill {args.prompt} tokens (numba)", *ab(lambda: bench.prefill(True), lever5_off,
                                                                    args.rounds))
@@ -232,7 +243,7 @@ def main(argv=None) -> None:
         bench.decode(2), small.decode(2)
         kept = [f"{b.model.weights.planned_bytes() / GIB:.2f}" for b in (bench, small)]
         report("budget", f"decode, 6 vs 4 GiB kept ({kept[0]} / {kept[1]})",
-               *ab(lambda: bench.decode(args.steps), lambda: contextlib.nullcontext(), args.rounds,
+               *ab(lambda: bench.decode(args.steps), contextlib.nullcontext, args.rounds,
                    off_measure=lambda: small.decode(args.steps)))
 
 
