@@ -12,10 +12,11 @@ llama.cpp: `llama-bench -m GGUF -t 2 -p P -n 0 -r 1 -o json` (prefill: the P-tok
   tokens generated one at a time after P tokens of context, seconds per token = avg_ns / N, the mean of the N).
   llama-bench runs a warm-up of each test before it times it, so its figures exclude its first touch of the
   weights. Peak memory: the larger ru_maxrss (the process's VmHWM: mapped GGUF pages it touched count) of the two.
-minigptoss: `benchmarks/bench_real.py --weights DIR --prompt-tokens P --decode-tokens N --json TMP` in a
-  subprocess with the variant's environment (e.g. MINIGPTOSS_NUMBA=0, MINIGPTOSS_CACHE_GIB=4): prefill seconds
-  per token (its prefill is also its first touch of the mapped weights), decode median seconds per token of the
-  N steps after the prompt, peak memory as its VmHWM (checked against ru_maxrss from wait4).
+minigptoss: `benchmarks/bench_real.py --weights DIR --prompt-tokens P --decode-tokens N --warm-prefill --json TMP`
+  in a subprocess with the variant's environment (e.g. MINIGPTOSS_NUMBA=0, MINIGPTOSS_CACHE_GIB=4): prefill
+  seconds per token (after an untimed warm-up prefill, as llama-bench does; --minigptoss-cold-prefill times the
+  first prefill instead, which is also minigptoss's first touch of the mapped weights), decode median seconds per
+  token of the N steps after the prompt, peak memory as its VmHWM (checked against ru_maxrss from wait4).
 Before each side runs, its weight files are read once (--no-preread to skip), so each starts with them in the
 page cache: the two files together (2 x ~13-14 GB for gpt-oss-20b) exceed a 24 GiB machine's memory, and the
 first touch would otherwise read the disk. The load average (1 min) is printed before each run.
@@ -106,7 +107,8 @@ def minigptoss(args, variant_env: dict, log) -> dict:
         out = Path(tmp) / "bench_real.json"
         _, wall, peak = run_measured([args.python, str(HERE / "bench_real.py"), "--weights", args.weights,
                                       "--prompt-tokens", str(args.prompt_tokens),
-                                      "--decode-tokens", str(args.decode_tokens), "--json", str(out)],
+                                      "--decode-tokens", str(args.decode_tokens), "--json", str(out)]
+                                     + ([] if args.minigptoss_cold_prefill else ["--warm-prefill"]),
                                      env=env, log=log)
         figures = json.loads(out.read_text())
     return {"prefill_s_per_token": figures["prefill_s_per_token"],
@@ -145,6 +147,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--variant", action="append", type=parse_variant, metavar="LABEL[:VAR=VALUE,...]",
                         help="a minigptoss run per round with these environment variables (repeatable)")
     parser.add_argument("--python", default=sys.executable, help="interpreter for bench_real.py")
+    parser.add_argument("--minigptoss-cold-prefill", action="store_true",
+                        help="time minigptoss's first prefill (no warm-up; llama-bench always warms up)")
     parser.add_argument("--no-preread", action="store_true", help="do not read each side's files before it runs")
     parser.add_argument("--log", help="file for the engines' own output (default: discarded)")
     parser.add_argument("--json", help="also write every figure as JSON")
@@ -154,7 +158,8 @@ def main(argv=None) -> dict:
     rows = []  # (round, side, figures)
 
     print(f"minigptoss vs llama.cpp: prompt {args.prompt_tokens} tokens, decode {args.decode_tokens} tokens, "
-          f"{args.rounds} rounds; llama.cpp -t {args.threads}; {os.cpu_count()} CPUs")
+          f"{args.rounds} rounds; llama.cpp -t {args.threads}; {os.cpu_count()} CPUs; minigptoss prefill "
+          f"{'the first one (cold)' if args.minigptoss_cold_prefill else 'after an untimed warm-up prefill'}")
     print(f"  weights {args.weights}\n  gguf    {args.gguf}\n  python  {args.python}")
     for label, env in variants:
         print(f"  variant {label}: {' '.join(f'{k}={v}' for k, v in env.items()) or '(inherited environment)'}")
