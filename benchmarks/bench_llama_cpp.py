@@ -17,6 +17,8 @@ minigptoss: `benchmarks/bench_real.py --weights DIR --prompt-tokens P --decode-t
   seconds per token (after an untimed warm-up prefill, as llama-bench does; --minigptoss-cold-prefill times the
   first prefill instead, which is also minigptoss's first touch of the mapped weights), decode median seconds per
   token of the N steps after the prompt, peak memory as its VmHWM (checked against ru_maxrss from wait4).
+Both sides also get "private": the largest RssAnon sampled every 20 ms (memory not backed by the weight files:
+llama.cpp's repacked weight copies and buffers, minigptoss's float32 copies and working arrays).
 Before each side runs, its weight files are read once (--no-preread to skip), so each starts with them in the
 page cache: the two files together (2 x ~13-14 GB for gpt-oss-20b) exceed a 24 GiB machine's memory, and the
 first touch would otherwise read the disk. The load average (1 min) is printed before each run.
@@ -45,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,19 +59,42 @@ def load1() -> float:
     return os.getloadavg()[0]
 
 
-def run_measured(cmd: list[str], env: dict | None = None, log=None) -> tuple[str, float, float]:
-    """Run cmd to completion: (its stdout, wall seconds, its peak resident memory in GiB from wait4's rusage)."""
+def rss_anon_kib(pid: int) -> int:
+    """RssAnon of a process (KiB): its private resident memory, file-backed (mapped weights) pages excluded."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run_measured(cmd: list[str], env: dict | None = None, log=None) -> tuple[str, float, float, float]:
+    """Run cmd to completion: (its stdout, wall seconds, its peak resident memory in GiB from wait4's rusage,
+    its peak private memory in GiB: the largest RssAnon seen every 20 ms)."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         child = subprocess.Popen(cmd, stdout=out, stderr=log or subprocess.DEVNULL, env=env)
+        peak_private, done = [0], threading.Event()
+
+        def sample():
+            while not done.wait(0.02):
+                peak_private[0] = max(peak_private[0], rss_anon_kib(child.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(child.pid, 0)
+        done.set()
+        sampler.join()
         child.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
         out.seek(0)
         text = out.read().decode()
     if child.returncode != 0:
         sys.exit(f"{cmd[0]} exited with {child.returncode}: {' '.join(cmd)}" + (f" (log: {log.name})" if log else ""))
-    return text, wall, usage.ru_maxrss * 1024 / GIB  # ru_maxrss is in KiB
+    return text, wall, usage.ru_maxrss * 1024 / GIB, peak_private[0] * 1024 / GIB  # both in KiB
 
 
 def preread(paths) -> float:
@@ -87,14 +113,14 @@ buffer = bytearray(64 << 20)
 def llama_cpp(args, log) -> dict:
     """Prefill and decode seconds per token and peak memory of llama-bench (two invocations)."""
     base = [args.llama_bench, "-m", args.gguf, "-t", str(args.threads), "-r", "1", "-o", "json"]
-    text, wall_p, peak_p = run_measured(base + ["-p", str(args.prompt_tokens), "-n", "0"], log=log)
+    text, wall_p, peak_p, private_p = run_measured(base + ["-p", str(args.prompt_tokens), "-n", "0"], log=log)
     (pp,) = [r for r in json.loads(text) if r["n_prompt"] == args.prompt_tokens and r["n_gen"] == 0]
-    text, wall_d, peak_d = run_measured(base + ["-p", "0", "-n", str(args.decode_tokens),
+    text, wall_d, peak_d, private_d = run_measured(base + ["-p", "0", "-n", str(args.decode_tokens),
                                                 "-d", str(args.prompt_tokens)], log=log)
     (tg,) = [r for r in json.loads(text) if r["n_gen"] == args.decode_tokens and r["n_prompt"] == 0]
     return {"prefill_s_per_token": pp["avg_ns"] / 1e9 / args.prompt_tokens,
             "decode_s_per_token": tg["avg_ns"] / 1e9 / args.decode_tokens,
-            "peak_gib": max(peak_p, peak_d), "wall_s": wall_p + wall_d,
+            "peak_gib": max(peak_p, peak_d), "peak_private_gib": max(private_p, private_d), "wall_s": wall_p + wall_d,
             "build": f"{pp.get('build_commit', '?')} ({pp.get('build_number', '?')})", "cpu": pp.get("cpu_info", "?"),
             "model_type": pp.get("model_type", "?"), "model_size": pp.get("model_size"),
             "threads": pp.get("n_threads"), "pp": pp, "tg": tg}
@@ -105,7 +131,7 @@ def minigptoss(args, variant_env: dict, log) -> dict:
     env = {**os.environ, **variant_env}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench_real.json"
-        _, wall, peak = run_measured([args.python, str(HERE / "bench_real.py"), "--weights", args.weights,
+        _, wall, peak, _ = run_measured([args.python, str(HERE / "bench_real.py"), "--weights", args.weights,
                                       "--prompt-tokens", str(args.prompt_tokens),
                                       "--decode-tokens", str(args.decode_tokens), "--json", str(out)]
                                      + ([] if args.minigptoss_cold_prefill else ["--warm-prefill"]),
@@ -163,7 +189,8 @@ def main(argv=None) -> dict:
     print(f"  weights {args.weights}\n  gguf    {args.gguf}\n  python  {args.python}")
     for label, env in variants:
         print(f"  variant {label}: {' '.join(f'{k}={v}' for k, v in env.items()) or '(inherited environment)'}")
-    header = f"{'round':>5}  {'side':<26} {'prefill s/tok':>13} {'decode s/tok':>12} {'peak GiB':>9} {'load1':>6}"
+    header = (f"{'round':>5}  {'side':<26} {'prefill s/tok':>13} {'decode s/tok':>12} {'peak GiB':>9} "
+              f"{'private':>8} {'load1':>6}")
     print(header)
     for r in range(1, args.rounds + 1):
         sides = [("llama.cpp", None)] + variants
@@ -176,7 +203,7 @@ def main(argv=None) -> dict:
             rows.append((r, label, figures))
             extra = f"  [{figures['kernel'].split(' (')[0]}]" if "kernel" in figures else ""
             print(f"{r:>5}  {label:<26} {figures['prefill_s_per_token']:>13.4f} {figures['decode_s_per_token']:>12.4f} "
-                  f"{figures['peak_gib']:>9.2f} {before:>6.2f}{extra}", flush=True)
+                  f"{figures['peak_gib']:>9.2f} {figures['peak_private_gib']:>8.2f} {before:>6.2f}{extra}", flush=True)
         if log:
             log.flush()
 
@@ -193,10 +220,11 @@ def main(argv=None) -> dict:
     print(f"medians over {args.rounds} rounds (ratio = minigptoss / llama.cpp, the median of the per-round ratios; "
           f"min-max in brackets)")
     print(f"{'side':<26} {'decode s/tok':>12} {'ratio':>17} {'prefill s/tok':>13} {'ratio':>17} {'peak GiB':>9} "
-          f"{'ratio':>6}")
+          f"{'ratio':>6} {'private GiB':>11}")
     summary = {}
     for label in ["llama.cpp"] + [label for label, _ in variants]:
-        s = {key: med(label, key) for key in ("decode_s_per_token", "prefill_s_per_token", "peak_gib")}
+        s = {key: med(label, key) for key in ("decode_s_per_token", "prefill_s_per_token", "peak_gib",
+                                              "peak_private_gib")}
         cells = []
         for key in ("decode_s_per_token", "prefill_s_per_token", "peak_gib"):
             q = ratios(label, key)
@@ -205,7 +233,7 @@ def main(argv=None) -> dict:
             cells.append(f"{statistics.median(q):.2f} [{min(q):.2f}-{max(q):.2f}]" if label != "llama.cpp" else "")
         summary[label] = s
         print(f"{label:<26} {s['decode_s_per_token']:>12.4f} {cells[0]:>17} {s['prefill_s_per_token']:>13.4f} "
-              f"{cells[1]:>17} {s['peak_gib']:>9.2f} {cells[2].split(' ')[0]:>6}")
+              f"{cells[1]:>17} {s['peak_gib']:>9.2f} {cells[2].split(' ')[0]:>6} {s['peak_private_gib']:>11.2f}")
     loads = [f["load1_before"] for _, _, f in rows]
     print(f"load average (1 min) before the runs: median {statistics.median(loads):.2f}, "
           f"range {min(loads):.2f}-{max(loads):.2f}; now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
