@@ -17,6 +17,7 @@ from minigptoss.checkpoint import (CheckpointError, header_bytes, memory_estimat
                                    write_hf_checkpoint, write_safetensors_stream)
 from minigptoss.config import GPT_OSS_20B, TINY, ConfigError
 from minigptoss.checkpoint import LazyWeights, tensor_specs
+from minigptoss.checkpoint.files import SafetensorsFile
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = list(b"Hello, gpt-oss! What is 2 + 2?")
@@ -95,6 +96,31 @@ def test_synthetic_checkpoints_agree_across_layouts(tmp_path):
     np.testing.assert_array_equal(outs["original"], outs["hf"])
     np.testing.assert_array_equal(outs["original"], outs["hf-dequantized"])
     assert np.isfinite(outs["original"]).all() and 0.1 < np.abs(outs["original"]).max() < 100
+
+
+def test_make_hf_layout_copies_an_original_checkpoint_tensor_for_tensor(tmp_path):
+    """tools/make_hf_layout.py (its weights part; the tokenizer part needs transformers, a dev-only dependency):
+    the copy holds, under each Hugging Face name, the very bytes make_synthetic_checkpoint writes there."""
+    def tool(name):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    synth, copier = tool("make_synthetic_checkpoint"), tool("make_hf_layout")
+    for layout in ("original", "hf"):
+        synth.main(["--preset", "tiny", "--layout", layout, "--out", str(tmp_path / layout), "--seed", "3"])
+    copier.copy_layout(tmp_path / "original", tmp_path / "copy", shards=3)
+    written = {name: f for path in (tmp_path / "hf").glob("*.safetensors")
+               for f in [SafetensorsFile(path)] for name in f.header if name != "__metadata__"}
+    copied = {name: f for path in (tmp_path / "copy").glob("model-*.safetensors")
+              for f in [SafetensorsFile(path)] for name in f.header if name != "__metadata__"}
+    assert len(list((tmp_path / "copy").glob("model-*.safetensors"))) == 3 and set(copied) == set(written)
+    for name, f in written.items():
+        assert copied[name].dtype(name) == f.dtype(name), name
+        np.testing.assert_array_equal(copied[name].array(name), f.array(name), err_msg=name)
+    np.testing.assert_array_equal(minigptoss.load(tmp_path / "copy").forward(PROMPT),
+                                  minigptoss.load(tmp_path / "original").forward(PROMPT))
 
 
 # -- Hugging Face config.json ----------------------------------------------------------------------------------
