@@ -43,8 +43,7 @@ class Model:
         scales), e.g. what `random_weights` makes or a loaded checkpoint's lazy mapping; it may also offer
         `rows` and `matmul_t` (see weight_rows, weight_product). checkpoint: what the loader found, or None."""
         self.config, self.weights, self.checkpoint = config, weights, checkpoint
-        self._experts: dict[tuple, DenseExperts] = {}  # kept while the weights behind them stay the same arrays
-        self._expert_names: dict = {}  # (layer, which) -> the tensors' names, for the weights under "weights"
+        self._experts: dict[str, DenseExperts] = {}  # kept while the weights behind them stay the same arrays
         self.make_tokenizer, self._tokenizer = None, None  # minigptoss.load gives the vocabulary's tokenizer
 
     @property
@@ -60,18 +59,13 @@ class Model:
 
     def experts(self, layer: int, which: str) -> DenseExperts:
         """Expert weights of `block.{layer}.mlp.{which}` (which: mlp1 or mlp2), decoded lazily per expert."""
-        if self._expert_names.get("weights") is not self.weights:  # model.weights replaced: work them out again
-            self._expert_names = {"weights": self.weights}
-        names = self._expert_names.get((layer, which))
-        if names is None:  # the tensors' names, worked out once per weights (this runs twice per layer per pass)
-            prefix = f"block.{layer}.mlp.{which}"
-            mxfp4 = f"{prefix}_weight.blocks" in self.weights
-            weight = [f"{prefix}_weight.blocks", f"{prefix}_weight.scales"] if mxfp4 else [f"{prefix}_weight"]
-            names = self._expert_names[layer, which] = (*weight, f"{prefix}_bias")
-        parts = [self.weights[name] for name in names]
-        found = self._experts.get(names)
+        prefix = f"block.{layer}.mlp.{which}"
+        mxfp4 = f"{prefix}_weight.blocks" in self.weights
+        names = [f"{prefix}_weight.blocks", f"{prefix}_weight.scales"] if mxfp4 else [f"{prefix}_weight"]
+        parts = [self.weights[name] for name in [*names, f"{prefix}_bias"]]
+        found = self._experts.get(prefix)
         if found is None or any(a is not b for a, b in zip(found.parts, parts)):
-            found = self._experts[names] = MXFP4Experts(*parts) if len(names) == 3 else DenseExperts(*parts)
+            found = self._experts[prefix] = MXFP4Experts(*parts) if mxfp4 else DenseExperts(*parts)
         return found
 
     def forward(self, tokens, cache: KVCache | None = None, only_last: bool = False) -> np.ndarray:

@@ -13,8 +13,7 @@ from .config import RMS_NORM_EPS
 
 def rms(x: np.ndarray) -> np.ndarray:
     """Root-mean-square over the last axis: (..., H) -> (..., 1)."""
-    mean_square = np.square(x).sum(axis=-1, keepdims=True) / np.float32(x.shape[-1])  # (..., 1), as np.mean's bits
-    return np.sqrt(mean_square + np.float32(RMS_NORM_EPS))
+    return np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + np.float32(RMS_NORM_EPS))
 
 
 def rms_norm(x: np.ndarray, gain: np.ndarray) -> np.ndarray:
