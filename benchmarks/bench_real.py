@@ -1,13 +1,16 @@
 """Speed and memory of minigptoss on a real-sized checkpoint (the download, or tools/make_synthetic_checkpoint.py).
 
-    python benchmarks/bench_real.py --weights DIR [--prompt-tokens 256] [--decode-tokens 8] [--cold] [--json FILE]
+    python benchmarks/bench_real.py --weights DIR [--prompt-tokens 256] [--decode-tokens 8] [--cold] [--warm-prefill]
+                                    [--json FILE]
 
 Prints: the memory the run will need (estimated before it starts), the load time, prefill seconds per token for
 a prompt of --prompt-tokens random ids (one forward pass into a fresh KV cache; this is also when the weights
 are first touched: a progress bar follows the layers), decode seconds per token after it (the median of
 --decode-tokens single-token steps through the cache, each feeding back the previous argmax), peak resident
 memory (VmHWM: file-backed expert pages included) and peak private memory (the largest RssAnon seen by a
-sampler thread every 20 ms). --cold first evicts the checkpoint's files from the page cache
+sampler thread every 20 ms). --warm-prefill runs the prompt once, untimed, into a throwaway cache before the timed
+prefill, so that the timed one excludes the first touch of the weights (as llama.cpp's llama-bench warms up before
+it times). --cold first evicts the checkpoint's files from the page cache
 (posix_fadvise DONTNEED on those files only), so the prefill also measures reading them from disk.
 Linux only (reads /proc/self/status).
 """
@@ -90,6 +93,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--decode-tokens", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cold", action="store_true", help="evict the checkpoint from the page cache first")
+    parser.add_argument("--warm-prefill", action="store_true", help="run the prompt once, untimed, before the prefill")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
@@ -115,6 +119,10 @@ def main(argv=None) -> dict:
     prompt = rng.integers(0, config.vocab_size, args.prompt_tokens)
     cache = model.new_cache()
     with first_touch_progress(model, console):
+        if args.warm_prefill:
+            start = time.perf_counter()
+            model.forward(prompt, model.new_cache(), only_last=True)
+            console.print(f"warm-up prefill (untimed in the figures): {time.perf_counter() - start:.1f} s")
         start = time.perf_counter()
         logits = model.forward(prompt, cache, only_last=True)  # as generate does: the next token's logits only
         prefill_s = time.perf_counter() - start
@@ -134,7 +142,7 @@ def main(argv=None) -> dict:
     peak_private = sampler.stop()
     figures = {
         "weights": str(args.weights), "layout": info.layout, "cold": args.cold, "load_s": load_s,
-        "prompt_tokens": args.prompt_tokens, "prefill_s": prefill_s,
+        "prompt_tokens": args.prompt_tokens, "warm_prefill": args.warm_prefill, "prefill_s": prefill_s,
         "prefill_s_per_token": prefill_s / args.prompt_tokens,
         "decode_s_per_token_median": statistics.median(steps) if steps else None,
         "decode_steps_s": steps, "peak_rss_gib": status_kib("VmHWM") / 2**20,

@@ -16,7 +16,13 @@ layers, the embedding rows and the whole unembedding). Each lever is switched of
        and the file evicted from the page cache before each step)                          cold decode s
     5  the numba kernels (MINIGPTOSS_NUMBA=1 vs 0; skipped without numba)                  decode s/token
        (with --only 5p: also a prefill of --prompt tokens)                                  prefill s
+    5b with numba: the attention projections and unembedding read as bf16 in place (what minigptoss.load plans
+       when numba is on) vs kept float32 copies (both with the compiled expert kernels)  decode s/token
+    7  the 4 GiB budget's leftover keeps the unembedding's leading rows (75 % of them for gpt-oss-20b);
+       off: the whole unembedding widened per use                                       decode s/token
     all  every lever above on vs off (the code before issue 25)                             decode s/token
+    budget  the 16 GiB machine's budget (MINIGPTOSS_CACHE_GIB=4) against the 24 GiB one's (6 GiB): two models
+       on the same files in one process, alternating ("off" is the 4 GiB one)                decode s/token
 
 Prints, per lever, the median of the rounds' medians on and off, their ratio, and in how many of the rounds
 the lever's side was the faster (k of n). Rounds alternate which side goes first. Linux only (madvise, fadvise).
@@ -105,8 +111,8 @@ class Bench:
     """A model (maybe cut to its first layers) with a KV cache holding a short prefix, to decode from again and
     again (the cache is rolled back after each measurement, so every step sees the same context length)."""
 
-    def __init__(self, path, layers, cache_bytes, prompt_tokens, seed=0):
-        config, weights, info = open_checkpoint(path, cache_bytes)
+    def __init__(self, path, layers, cache_bytes, prompt_tokens, seed=0, in_place=False):
+        config, weights, info = open_checkpoint(path, cache_bytes, in_place=in_place)
         if layers:
             config = dataclasses.replace(config, num_hidden_layers=min(layers, config.num_hidden_layers))
         self.model = minigptoss.Model(config, weights, checkpoint=info)
@@ -142,6 +148,7 @@ class Bench:
         return statistics.median(times)
 
     def evict_experts(self) -> None:
+        fastpages._advised.clear()  # as after a pause longer than fastpages.RECENT_S
         for name, stored in self.model.weights.stored.items():
             if ".mlp.mlp" in name and not name.endswith("_bias") and stored.release is not None:
                 stored.release()
@@ -150,8 +157,9 @@ class Bench:
                 os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-def ab(measure, off, rounds: int) -> tuple[list[float], list[float]]:
-    """Alternating rounds of measure() with the lever on and off (`off`: a context manager factory)."""
+def ab(measure, off, rounds: int, off_measure=None) -> tuple[list[float], list[float]]:
+    """Alternating rounds of measure() with the lever on and off (`off`: a context manager factory;
+    off_measure: what to measure on the off side, if not measure itself)."""
     on_times, off_times = [], []
     for r in range(rounds):
         for lever_on in ((True, False) if r % 2 == 0 else (False, True)):
@@ -159,7 +167,7 @@ def ab(measure, off, rounds: int) -> tuple[list[float], list[float]]:
                 on_times.append(measure())
             else:
                 with off():
-                    off_times.append(measure())
+                    off_times.append((off_measure or measure)())
     return on_times, off_times
 
 
@@ -177,7 +185,7 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3, help="decode steps per round")
     parser.add_argument("--prompt", type=int, default=64, help="prompt tokens for lever 3's prefill")
-    parser.add_argument("--only", default="1,2,3,4,5,all")
+    parser.add_argument("--only", default="1,2,3,4,5,5b,7,all,budget")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     print(f"levers A/B on {args.weights} ({args.layers or 'all'} layers), {args.rounds} alternating rounds; "
@@ -198,19 +206,45 @@ def main(argv=None) -> None:
             report("5", "decode (numba kernel)", *ab(lambda: bench.decode(args.steps), lever5_off, args.rounds))
         else:
             print("5     skipped: numba is not installed (pip install \"minigptoss[fast]\")")
+    if "5b" in only and compiled.enabled():
+        bench = None
+        kept, in_place = (Bench(args.weights, args.layers, None, args.prompt, in_place=flag) for flag in (False, True))
+        kept.decode(2), in_place.decode(2)
+        report("5b", "decode, bf16 in place vs kept f32", *ab(lambda: in_place.decode(args.steps),
+                                                             contextlib.nullcontext, args.rounds,
+                                                             off_measure=lambda: kept.decode(args.steps)))
+        kept = in_place = None
+        bench = Bench(args.weights, args.layers, None, args.prompt)
     if "5p" in only and compiled.installed():
         report("5p", f"prefill {args.prompt} tokens (numba)", *ab(lambda: bench.prefill(True), lever5_off,
                                                                    args.rounds))
     if "all" in only:
         report("all", "decode, every lever on vs off", *ab(lambda: bench.decode(args.steps),
                                                            lambda: all_off(weights), args.rounds))
+    small = None
     if "2" in only:
-        del bench
+        bench = None  # one model's kept copies at a time
         small = Bench(args.weights, args.layers, 4 * GIB, args.prompt)  # the 16 GiB machine's budget
         small.decode(2)
         kept = "kept" if "unembedding.weight" in small.model.weights.keep else "widened per use"
         report("2", f"decode, 4 GiB budget (unembedding {kept})",
                *ab(lambda: small.decode(args.steps), lambda: lever2_off(small.model.weights), args.rounds))
+    if "7" in only:
+        bench = None
+        small = small or Bench(args.weights, args.layers, 4 * GIB, args.prompt)
+        small.decode(2)
+        rows = small.model.weights.keep_rows.get("unembedding.weight", 0)
+        report("7", f"decode, 4 GiB budget ({rows} rows kept)",
+               *ab(lambda: small.decode(args.steps), lambda: patched(small.model.weights, "keep_rows", {}),
+                   args.rounds))
+    if "budget" in only:
+        bench = small = None
+        bench, small = (Bench(args.weights, args.layers, budget, args.prompt) for budget in (6 * GIB, 4 * GIB))
+        bench.decode(2), small.decode(2)
+        kept = [f"{b.model.weights.planned_bytes() / GIB:.2f}" for b in (bench, small)]
+        report("budget", f"decode, 6 vs 4 GiB kept ({kept[0]} / {kept[1]})",
+               *ab(lambda: bench.decode(args.steps), contextlib.nullcontext, args.rounds,
+                   off_measure=lambda: small.decode(args.steps)))
 
 
 def ab_prefill(bench, rounds):

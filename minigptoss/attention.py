@@ -15,6 +15,8 @@ RoPE is applied to q and k by the caller (see `rope.py`) before `attention_score
 What it does not do: the residual add or the norm (the block does), or keep a KV cache.
 """
 
+import functools
+
 import numpy as np
 
 
@@ -28,9 +30,12 @@ def split_qkv(qkv: np.ndarray, num_heads: int, num_kv_heads: int, head_dim: int)
     return q, k, v
 
 
+@functools.cache  # two calls per layer per pass, always the same few shapes
 def kv_head_of(num_heads: int, num_kv_heads: int) -> np.ndarray:
-    """Which key/value head each query head reads: (nq,) ints, floor(h / (nq / nkv))."""
-    return np.arange(num_heads) // (num_heads // num_kv_heads)
+    """Which key/value head each query head reads: (nq,) ints, floor(h / (nq / nkv)) (read-only)."""
+    heads = np.arange(num_heads) // (num_heads // num_kv_heads)
+    heads.flags.writeable = False
+    return heads
 
 
 def attention_mask(query_positions: np.ndarray, key_positions: np.ndarray, window: int) -> np.ndarray:
@@ -56,7 +61,7 @@ def sink_softmax(scores: np.ndarray, sinks: np.ndarray) -> tuple[np.ndarray, np.
 
     Each row of probs sums to 1 - sink_mass. Computed stably by subtracting max(row max, S_h).
     """
-    sink_logits = np.broadcast_to(sinks[:, None], scores.shape[:2])  # (nq, T)
+    sink_logits = sinks[:, None]  # (nq, 1): the same sink for every query of a head
     row_max = np.maximum(scores.max(axis=-1), sink_logits)  # (nq, T)
     exp_scores = np.exp(scores - row_max[..., None])  # (nq, T, Tk), 0 where masked
     exp_sink = np.exp(sink_logits - row_max)  # (nq, T)

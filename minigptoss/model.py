@@ -236,8 +236,9 @@ def forward(model: Model, tokens: np.ndarray, cache: KVCache | None = None, only
     positions = record("positions", np.arange(start, start + len(tokens)))  # (T,)
     x = record("embed", weight_rows(w, "embedding.weight", tokens))  # (T, H): only these rows are read and widened
     bounds = record("rope.yarn_bounds", np.array(yarn_ramp_bounds(c)))  # (2,) YaRN's ramp: low, high
-    observe("rope.inv_freq", inverse_frequencies(c, bounds))
-    cos, sin = rope_tables(c, positions, bounds)  # (T, d/2) each
+    inv_freq = inverse_frequencies(c, bounds)  # (d/2,)
+    observe("rope.inv_freq", inv_freq)
+    cos, sin = rope_tables(c, positions, bounds, inv_freq)  # (T, d/2) each
     rope = record("rope.cos", cos), record("rope.sin", sin)
     for n in range(c.num_hidden_layers):
         x = record(f"blocks.{n}.resid_pre", x)

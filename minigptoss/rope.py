@@ -54,12 +54,16 @@ def concentration(config: Config) -> float:
     return 0.1 * math.log(s) + 1.0 if s > 1.0 else 1.0
 
 
-def rope_tables(config: Config, positions: np.ndarray, bounds=None) -> tuple[np.ndarray, np.ndarray]:
+def rope_tables(config: Config, positions: np.ndarray, bounds=None,
+                inv_freq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """cos and sin of position * inv_freq, both times c:  positions (T,) -> cos (T, d/2), sin (T, d/2) float32.
 
     Any positions work (a KV cache passes offset .. offset + T - 1). bounds: the ramp's (low, high), see yarn_ramp.
+    inv_freq: inverse_frequencies(config, bounds), if the caller has it already.
     """
-    angles = np.asarray(positions, dtype=np.float32)[:, None] * inverse_frequencies(config, bounds)[None, :]  # (T, d/2)
+    if inv_freq is None:
+        inv_freq = inverse_frequencies(config, bounds)  # (d/2,)
+    angles = np.asarray(positions, dtype=np.float32)[:, None] * inv_freq[None, :]  # (T, d/2)
     c = np.float32(concentration(config))
     return np.cos(angles) * c, np.sin(angles) * c
 

@@ -113,3 +113,55 @@ def test_the_banner_names_the_kernel():
     from minigptoss.cli.common import checkpoint_summary
     summary = checkpoint_summary(minigptoss.load(minigptoss.TINY_WEIGHTS))
     assert summary.endswith(f"Experts: {compiled.kernel_name()}.")
+
+
+def random_bf16(rng, rows, cols):
+    """(rows, cols) bf16 bit patterns of normal-ish values, and their float32 values."""
+    bits = (rng.standard_normal((rows, cols), dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    return bits, (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+@needs_numba
+@given(rows=st.integers(1, 50), cols=st.integers(1, 300), seed=st.integers(0, 2**16))
+def test_bf16_kernel_within_1e6_of_the_widened_product(rows, cols, seed):
+    rng = np.random.default_rng(seed)
+    bits, weights = random_bf16(rng, rows, cols)
+    x = rng.standard_normal(cols).astype(np.float32)
+    compiled._compiled_now()
+    out = np.full(rows + 2, np.nan, dtype=np.float32)
+    compiled._bf16(x, bits, out, 1, rows, np.empty(cols, np.uint32))  # rows 1..rows-1 only
+    expected = weights @ x
+    assert np.isnan(out[0]) and np.isnan(out[rows:]).all()  # nothing outside start..stop written
+    assert (np.abs(out[1:rows] - expected[1:]) <= 1e-6 * (np.abs(weights) @ np.abs(x))[1:]).all()
+
+
+@needs_numba
+def test_dense_product_reads_bf16_in_place_for_one_token_only(monkeypatch):
+    """One row of x: the compiled kernel on the bits, the rows split over two threads; two rows: widened chunks."""
+    from minigptoss.checkpoint.tensors import bf16_bits_to_f32
+    from minigptoss.fast import dense
+    monkeypatch.setattr(fastmxfp4, "WORKERS", 2)
+    monkeypatch.delenv(environment.NUMBA, raising=False)
+    compiled._compiled_now()
+    calls, real = [], compiled._bf16
+    monkeypatch.setattr(compiled, "_bf16", lambda *a: calls.append(a[3:5]) or real(*a))
+    rng = np.random.default_rng(1)
+    bits, weights = random_bf16(rng, 1001, 2048)  # above PARALLEL_MIN_WEIGHTS
+    for tokens in (1, 2):
+        calls.clear()
+        x = rng.standard_normal((tokens, 2048)).astype(np.float32)
+        y = dense.matmul_t(x, bits, widen=bf16_bits_to_f32, bf16_bits=True)
+        assert sorted(calls) == ([(0, 500), (500, 1001)] if tokens == 1 else [])
+        assert (np.abs(y - x @ weights.T) <= 1e-6 * (np.abs(x) @ np.abs(weights).T)).all()
+
+
+@needs_numba
+def test_load_keeps_no_float32_copy_of_what_the_kernel_reads_in_place(monkeypatch):
+    import minigptoss
+    monkeypatch.delenv(environment.NUMBA, raising=False)
+    model = minigptoss.load(minigptoss.TINY_WEIGHTS)
+    assert not any(name.endswith(("attn.qkv.weight", "attn.out.weight", "unembedding.weight"))
+                   for name in model.weights.keep)
+    assert model.weights.keep_rows == {}
+    monkeypatch.setenv(environment.NUMBA, "0")
+    assert "unembedding.weight" in minigptoss.load(minigptoss.TINY_WEIGHTS).weights.keep

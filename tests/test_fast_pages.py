@@ -18,13 +18,23 @@ def mapped_array(tmp_path, nbytes):
 
 
 def test_will_need_advises_the_pages_of_a_large_array(tmp_path, monkeypatch):
-    calls = []
+    calls, clock = [], [1000.0]
     monkeypatch.setattr(fastpages, "_madvise", lambda: lambda addr, length, advice: calls.append((length, advice)))
+    monkeypatch.setattr(fastpages, "_advised", {})
+    monkeypatch.setattr(fastpages.time, "monotonic", lambda: clock[0])
     blocks = mapped_array(tmp_path, 8 * 2**20)  # 4 experts of 2 MiB
     fastpages.will_need(blocks[2])
     assert len(calls) == 1 and calls[0][0] >= 2 * 2**20 and calls[0][1] == fastpages.MADV_WILLNEED
     fastpages.will_need(blocks[2][:10])  # too small to be worth a system call
     assert len(calls) == 1
+    clock[0] += fastpages.RECENT_S - 1  # advised a moment ago: its pages were just read
+    fastpages.will_need(blocks[2])
+    assert len(calls) == 1
+    fastpages.will_need(blocks[3])  # another expert: advised
+    assert len(calls) == 2
+    clock[0] += 2  # long enough ago to have been evicted since: advised again
+    fastpages.will_need(blocks[2])
+    assert len(calls) == 3
 
 
 def test_routed_experts_are_advised_once_each(tmp_path, monkeypatch):

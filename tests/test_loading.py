@@ -1,5 +1,6 @@
 """Loading checkpoints: every layout, zero-copy, lazy widening within a budget, and one-line errors."""
 
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -16,6 +17,7 @@ from minigptoss.checkpoint import (CheckpointError, header_bytes, memory_estimat
                                    write_hf_checkpoint, write_safetensors_stream)
 from minigptoss.config import GPT_OSS_20B, TINY, ConfigError
 from minigptoss.checkpoint import LazyWeights, tensor_specs
+from minigptoss.checkpoint.files import SafetensorsFile
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = list(b"Hello, gpt-oss! What is 2 + 2?")
@@ -94,6 +96,31 @@ def test_synthetic_checkpoints_agree_across_layouts(tmp_path):
     np.testing.assert_array_equal(outs["original"], outs["hf"])
     np.testing.assert_array_equal(outs["original"], outs["hf-dequantized"])
     assert np.isfinite(outs["original"]).all() and 0.1 < np.abs(outs["original"]).max() < 100
+
+
+def test_make_hf_layout_copies_an_original_checkpoint_tensor_for_tensor(tmp_path):
+    """tools/make_hf_layout.py (its weights part; the tokenizer part needs transformers, a dev-only dependency):
+    the copy holds, under each Hugging Face name, the very bytes make_synthetic_checkpoint writes there."""
+    def tool(name):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    synth, copier = tool("make_synthetic_checkpoint"), tool("make_hf_layout")
+    for layout in ("original", "hf"):
+        synth.main(["--preset", "tiny", "--layout", layout, "--out", str(tmp_path / layout), "--seed", "3"])
+    copier.copy_layout(tmp_path / "original", tmp_path / "copy", shards=3)
+    written = {name: f for path in (tmp_path / "hf").glob("*.safetensors")
+               for f in [SafetensorsFile(path)] for name in f.header if name != "__metadata__"}
+    copied = {name: f for path in (tmp_path / "copy").glob("model-*.safetensors")
+              for f in [SafetensorsFile(path)] for name in f.header if name != "__metadata__"}
+    assert len(list((tmp_path / "copy").glob("model-*.safetensors"))) == 3 and set(copied) == set(written)
+    for name, f in written.items():
+        assert copied[name].dtype(name) == f.dtype(name), name
+        np.testing.assert_array_equal(copied[name].array(name), f.array(name), err_msg=name)
+    np.testing.assert_array_equal(minigptoss.load(tmp_path / "copy").forward(PROMPT),
+                                  minigptoss.load(tmp_path / "original").forward(PROMPT))
 
 
 # -- Hugging Face config.json ----------------------------------------------------------------------------------
@@ -178,6 +205,12 @@ def test_real_20b_shapes_load_in_under_a_second_without_reading(tmp_path, layout
     assert isinstance(blocks, np.memmap) and blocks.shape == (32, 2880, 90, 16) and not blocks.flags.writeable
     need = memory_estimate(model.config, model.weights, tokens=256)
     assert need.resident < 16 * 2**30 and need.experts_mapped == info.expert_bytes
+    # a 16 GiB machine's budget: every attention matrix kept whole, then three quarters of the unembedding's rows
+    _, small, _ = open_checkpoint(tmp_path / "m", cache_bytes=4 * 2**30)
+    assert all(name in small.keep for name in small.stored if name.endswith(("attn.qkv.weight", "attn.out.weight")))
+    assert list(small.keep_rows) == ["unembedding.weight"] and "unembedding.weight" not in small.keep
+    assert 0.70 < small.keep_rows["unembedding.weight"] / GPT_OSS_20B.vocab_size < 0.76
+    assert 4 * 2**30 - 4 * 2880 < small.planned_bytes() <= 4 * 2**30
 
 
 def test_weights_are_widened_on_use_and_kept_within_the_budget():
@@ -189,6 +222,42 @@ def test_weights_are_widened_on_use_and_kept_within_the_budget():
     np.testing.assert_array_equal(model.forward(PROMPT), EXPECTED)
     assert weights.kept_bytes == weights.planned_bytes()
     assert set(weights._kept) == set(weights.keep)
+
+
+def test_what_is_left_of_the_budget_keeps_the_leading_rows_of_the_unembedding():
+    """The budget keeps everything but half of the unembedding: its first 160 of 320 rows are widened once and
+    kept (their source pages handed back, the other rows' never), the others widened per use; the logits stay
+    within 1e-6 of sum |x w| of the whole products (a BLAS may round a narrower product differently)."""
+    _, everything, _ = open_checkpoint(minigptoss.TINY_WEIGHTS, cache_bytes=10**9)
+    unembedding = 4 * TINY_MODEL.config.vocab_size * TINY_MODEL.config.hidden_size
+    budget = everything.planned_bytes() - unembedding // 2
+    config, weights, _ = open_checkpoint(minigptoss.TINY_WEIGHTS, cache_bytes=budget)
+    assert weights.keep == everything.keep - {"unembedding.weight"}
+    assert weights.keep_rows == {"unembedding.weight": config.vocab_size // 2}
+    released = []
+    stored = weights.stored["unembedding.weight"]
+    weights.stored["unembedding.weight"] = dataclasses.replace(stored, release=lambda rows=None: released.append(rows))
+    logits = minigptoss.Model(config, weights).forward(PROMPT)
+    assert weights.kept_bytes == weights.planned_bytes() <= budget
+    assert released and None not in released and max(stop for _, stop in released) == config.vocab_size // 2
+    assert (logits.argmax(-1) == EXPECTED.argmax(-1)).all()
+    assert np.abs(logits - EXPECTED).max() <= 1e-5 * np.abs(EXPECTED).max()
+    summed = weights.matmul_t(np.ones((1, config.hidden_size), np.float32), "unembedding.weight")
+    whole = TINY_MODEL.weights["unembedding.weight"]
+    np.testing.assert_allclose(summed[0], whole.sum(axis=1), rtol=0, atol=1e-6 * np.abs(whole).sum(axis=1).max())
+
+
+def test_read_in_place_keeps_no_product_matrix_and_gives_the_same_logits():
+    """The plan for a compiled bf16 kernel (load's in_place when numba is on): the attention projections and the
+    unembedding are not kept, whatever the budget; the router, biases and norms still are. Without the kernel
+    the products widen chunks, so this holds with and without numba."""
+    config, weights, _ = open_checkpoint(minigptoss.TINY_WEIGHTS, cache_bytes=10**9, in_place=True)
+    products = ("attn.qkv.weight", "attn.out.weight", "unembedding.weight")
+    assert not any(name.endswith(products) for name in weights.keep) and weights.keep_rows == {}
+    assert "block.0.mlp.gate.weight" in weights.keep and "norm.scale" in weights.keep
+    logits = minigptoss.Model(config, weights).forward(PROMPT)
+    assert np.abs(logits - EXPECTED).max() <= 1e-5 * np.abs(EXPECTED).max()
+    assert (logits.argmax(-1) == EXPECTED.argmax(-1)).all()
 
 
 def test_no_cache_gives_identical_logits():

@@ -24,8 +24,14 @@ Load policy (the mapping it returns is a `weights.LazyWeights`):
     widened once and kept, in forward order: every layer's attention, router, biases and norms, then the
     unembedding. Once a tensor is kept, its bf16 pages are handed back (madvise DONTNEED).
   - The embedding is never widened whole: the rows of the prompt's tokens are gathered and widened.
-  - Tensors beyond the budget are widened each time they are used (the unembedding in row chunks).
-For gpt-oss-20b that keeps 4.9 GB of float32 and maps 10.2 GB of experts: under 16 GiB resident.
+  - What is left of the budget keeps the leading rows of the first matrix that did not fit (the unembedding:
+    on a 16 GiB machine, a 4 GiB budget keeps the attention and 75 % of its rows); tensors beyond the budget,
+    and such a matrix's other rows, are widened each time they are used (the unembedding in row chunks).
+  - With the optional compiled kernels (`minigptoss.load` passes in_place=True) the attention projections and
+    the unembedding are not kept at all: a decode step reads their bf16 bits in place, faster than a float32
+    copy, and a prompt's pass widens them a chunk at a time.
+For gpt-oss-20b that keeps 4.9 GB of float32 and maps 10.2 GB of experts: under 16 GiB resident (with the
+compiled kernels, ~0.03 GB kept).
 
 Do not change a file while a model loaded from it is in use: the tensors ARE the file's pages. Truncating it,
 or rewriting it in place (`cp new.safetensors model.safetensors`, a download resuming over it), kills the
@@ -356,8 +362,10 @@ def default_cache_budget() -> int:
     return min(DEFAULT_CACHE_CAP, ram // 4)
 
 
-def open_checkpoint(path, cache_bytes: int | None = None) -> tuple[Config, LazyWeights, CheckpointInfo]:
-    """Find, validate and map a checkpoint: -> (config, lazily widened weights, what was found). Reads headers only."""
+def open_checkpoint(path, cache_bytes: int | None = None,
+                    in_place: bool = False) -> tuple[Config, LazyWeights, CheckpointInfo]:
+    """Find, validate and map a checkpoint: -> (config, lazily widened weights, what was found). Reads headers only.
+    in_place: one-token products read bf16 matrices in place (the compiled kernel is on; see lazy.cache_plan)."""
     environment.check()  # MINIGPTOSS_THREADS and _CACHE_GIB: refused here, with their names, if unusable
     layout, folder, how = find_checkpoint(path)
     if layout == "original":
@@ -368,8 +376,8 @@ def open_checkpoint(path, cache_bytes: int | None = None) -> tuple[Config, LazyW
         raise CheckpointError(f"cache_bytes must be a number of bytes >= 0 (or None for the default), "
                               f"got {cache_bytes!r}")
     budget = default_cache_budget() if cache_bytes is None else int(cache_bytes)
-    keep = cache_plan(stored, budget)
-    weights = LazyWeights(stored, keep)
+    keep, keep_rows = cache_plan(stored, budget, in_place)
+    weights = LazyWeights(stored, keep, keep_rows=keep_rows)
     weights.check_files = functools.partial(_check_unchanged, tuple(files))
     experts = sum(s.nbytes for name, s in stored.items() if ".mlp.mlp" in name and not name.endswith("_bias"))
     total = sum(s.nbytes for s in stored.values())
@@ -554,8 +562,8 @@ def memory_estimate(config: Config, weights: LazyWeights, tokens: int, context: 
             experts += round(share * stored.nbytes)
         elif name == "embedding.weight":
             other += min(stored.nbytes, (tokens + context) * stored.nbytes // len(stored.parts[0]) * 2)
-        elif name not in weights.keep:
-            other += stored.nbytes
+        elif name not in weights.keep:  # mapped: all of it, or the rows not kept
+            other += stored.nbytes - stored.nbytes * weights.keep_rows.get(name, 0) // len(stored.parts[0])
     return MemoryEstimate(experts, other, weights.planned_bytes(), working_bytes(config, tokens, context))
 
 

@@ -76,20 +76,46 @@ def widens(name: str, stored: Stored) -> bool:
     return not (stored.dtype == "F32" and len(stored.parts) == 1)  # a lone F32 part is used in place
 
 
-def cache_plan(stored: Mapping[str, Stored], budget_bytes: int) -> list[str]:
-    """The tensors to widen once and keep: in forward order, each that still fits in `budget_bytes` of float32."""
+PRODUCT_ONLY = ("attn.qkv.weight", "attn.out.weight", "unembedding.weight")  # used only through matmul_t
+
+
+def cache_plan(stored: Mapping[str, Stored], budget_bytes: int,
+               in_place: bool = False) -> tuple[list[str], dict[str, int]]:
+    """The float32 copies to keep within `budget_bytes`: (the tensors kept whole, {name: leading rows kept}).
+
+    In forward order, each tensor that still fits is kept whole. What is left of the budget then keeps the
+    leading rows of the first matrix that did not fit, if the pass only ever multiplies it (`matmul_t`, which
+    widens the other rows a chunk at a time on each use). On a 16 GiB machine (a 4 GiB budget) gpt-oss-20b keeps
+    its attention whole and three quarters of the unembedding's rows, instead of widening all of them each token.
+    in_place: a compiled kernel multiplies one token by bf16 bits in place, faster than by a float32 copy
+    (fast/compiled.py): the matrices that can be kept in rows are then not kept at all.
+    """
     keep, used = [], 0
     for name, tensor in stored.items():
         cost = 4 * tensor.size
+        if in_place and kept_in_rows(name, tensor):
+            continue
         if widens(name, tensor) and used + cost <= budget_bytes:
             keep.append(name)
             used += cost
-    return keep
+    for name, tensor in stored.items():
+        if not in_place and name not in keep and widens(name, tensor) and kept_in_rows(name, tensor):
+            rows = min(len(tensor.parts[0]) - 1, (budget_bytes - used) // (4 * tensor.parts[0][:1].size))
+            return keep, ({name: rows} if rows > 0 else {})
+    return keep, {}
 
 
-def chunked_product(x: np.ndarray, weight: np.ndarray, widen=None, chunk_bytes: int = 4 * 2**20) -> np.ndarray:
+def kept_in_rows(name: str, stored: Stored) -> bool:
+    """Whether a tensor can be kept in part: a 2-D matrix in one bf16 part that the pass only multiplies."""
+    return (name.endswith(PRODUCT_ONLY) and stored.dtype == "BF16" and len(stored.parts) == 1
+            and not stored.transposed and len(stored.shape) == 2)
+
+
+def chunked_product(x: np.ndarray, weight: np.ndarray, widen=None, chunk_bytes: int = 4 * 2**20,
+                    bf16_bits: bool = False) -> np.ndarray:
     """x W^T in float32, W (rows, cols) taken chunk_bytes of float32 rows at a time, each widened by
-    widen(stored_rows, out) into one reused buffer (or used as it is when widen is None):  (..., cols) -> (..., rows)."""
+    widen(stored_rows, out) into one reused buffer (or used as it is when widen is None):  (..., cols) -> (..., rows).
+    bf16_bits (what W holds) is for products that can read bf16 in place (fast/dense.py); here it changes nothing."""
     rows, cols = weight.shape
     if widen is None:
         return (x @ weight.T).astype(np.float32, copy=False)
@@ -135,11 +161,13 @@ class LazyWeights(Mapping):
     set, is called the first time each tensor is touched: a progress hook.
     """
 
-    def __init__(self, stored: Mapping[str, Stored], keep=(), chunk_bytes: int = 4 * 2**20):
+    def __init__(self, stored: Mapping[str, Stored], keep=(), chunk_bytes: int = 4 * 2**20, keep_rows=None):
         self.stored, self.keep, self.chunk_bytes = dict(stored), frozenset(keep), chunk_bytes
+        self.keep_rows: dict[str, int] = dict(keep_rows or {})  # name -> leading rows kept (cache_plan)
         self.on_first_use: Callable[[str, int], None] | None = None
         self.check_files: Callable[[], None] | None = None  # raises if a file changed since loading (files.py)
         self._kept: dict[str, np.ndarray] = {}
+        self._kept_rows: dict[str, np.ndarray] = {}  # name -> its first keep_rows[name] rows, widened
         self._overrides: dict[str, np.ndarray] = {}
         self._touched: set[str] = set()
 
@@ -200,20 +228,27 @@ class LazyWeights(Mapping):
         stored = self._touch(name)
         if len(stored.parts) != 1 or stored.transposed or stored.dtype == "F32":
             return product(x, self._widen_whole(stored))
-        weight = stored.parts[0]  # (rows, cols) bf16 bits
-        return product(x, weight, widen=lambda rows, out: widen(stored.dtype, rows, out),
-                       chunk_bytes=self.chunk_bytes)
+        weight, kept = stored.parts[0], 0  # weight (rows, cols): bf16 bits
+        if name in self.keep_rows:  # kept in part: its leading rows as float32, the others widened below
+            head = self._kept_rows.get(name)
+            if head is None:
+                head = self._kept_rows[name] = self._widen_and_release(stored, self.keep_rows[name])
+            kept, head_product = len(head), product(x, head)  # (..., kept)
+        tail_product = product(x, weight[kept:], widen=lambda rows, out: widen(stored.dtype, rows, out),
+                               chunk_bytes=self.chunk_bytes, bf16_bits=stored.dtype == "BF16")  # (..., rows - kept)
+        return np.concatenate([head_product, tail_product], axis=-1) if kept else tail_product
 
     # -- bookkeeping ----------------------------------------------------------------------------------------
 
     @property
     def kept_bytes(self) -> int:
-        """Private memory held by widened tensors kept so far."""
-        return sum(array.nbytes for array in self._kept.values())
+        """Private memory held by widened tensors (and leading rows of tensors) kept so far."""
+        return sum(array.nbytes for array in [*self._kept.values(), *self._kept_rows.values()])
 
     def planned_bytes(self) -> int:
         """Private memory the kept tensors will hold once all have been used."""
-        return sum(4 * self.stored[name].size for name in self.keep)
+        rows = sum(4 * rows * self.stored[name].shape[1] for name, rows in self.keep_rows.items())
+        return sum(4 * self.stored[name].size for name in self.keep) + rows
 
     def _ready(self, name: str):
         if name in self._overrides:
@@ -231,19 +266,23 @@ class LazyWeights(Mapping):
                 self.on_first_use(name, stored.nbytes)
         return stored
 
-    def _widen_and_release(self, stored: Stored) -> np.ndarray:
-        """Widen a tensor to keep, handing its source pages back chunk by chunk (never both copies whole)."""
+    def _widen_and_release(self, stored: Stored, rows: int | None = None) -> np.ndarray:
+        """Widen a tensor to keep (or its first `rows` rows), handing its source pages back chunk by chunk (never
+        both copies whole)."""
         if len(stored.parts) != 1 or stored.transposed or stored.release is None:
             array = self._widen_whole(stored)
-        else:
-            part = stored.parts[0]
-            array = np.empty(stored.shape, dtype=np.float32)
-            step = max(1, self.chunk_bytes // max(1, 4 * part[:1].size))
-            for start in range(0, len(part), step):
-                stop = min(start + step, len(part))
-                widen(stored.dtype, part[start:stop], out=array[start:stop])
-                stored.release((start, stop))
-        if stored.release is not None:
+            if stored.release is not None and rows is None:
+                stored.release()
+            return array if rows is None else array[:rows].copy()
+        part = stored.parts[0]
+        count = len(part) if rows is None else rows
+        array = np.empty((count, *part.shape[1:]), dtype=np.float32)
+        step = max(1, self.chunk_bytes // max(1, 4 * part[:1].size))
+        for start in range(0, count, step):
+            stop = min(start + step, count)
+            widen(stored.dtype, part[start:stop], out=array[start:stop])
+            stored.release((start, stop))
+        if rows is None:
             stored.release()
         return array
 

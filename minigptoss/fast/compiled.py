@@ -22,10 +22,26 @@ several tokens (a prefill's experts): a chunk of rows is decoded into the thread
 Every output is within 1e-6 of sum_i |x_i w_i| of `x @ decode_mxfp4(blocks, scales).T` (the same terms summed
 in another order; tests/test_fast_compiled.py). One token at mlp1's shape on two threads: 12 ms against 28 ms
 for the NumPy table path (same loaded machine).
+
+one token through a bf16 matrix (the attention projections and the unembedding of a loaded checkpoint, fed
+by fast/dense.py):
+
+    y[o] = sum_i x[i] w[o, i]        w[o, i] = the float32 whose upper 16 bits are bits[o, i] (exact)
+
+  each row widened into a 1-row buffer (in L1), then one dot product. Here the compiler may reassociate the
+  sum (numba fastmath {"reassoc"}: no other fast-math liberty, so every product is an exact float32 product of
+  exact values), which lets it sum in vector lanes: the order is fixed by the machine code, so a process gives
+  the same bits every time, and the result is held to the same 1e-6 of sum_i |x_i w_i| as everything here.
+  Reading the 2-byte bits in place beats a kept float32 copy (4 bytes) at memory bandwidth: with the kernel
+  on, `minigptoss.load` keeps no float32 copies of these matrices (checkpoint/lazy.py's cache_plan, in_place).
+  Measured on the 201,088 x 2880 unembedding, one thread, a loaded machine: 101 ms against 118-130 ms for
+  the kept float32 product on two threads; a whole gpt-oss-20b decode step (benchmarks/levers.py 5b, 3
+  alternating rounds, idle machine): 0.832 s read in place against 0.944 s through kept float32 copies.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -40,12 +56,14 @@ SCALES = scale_values(np.arange(256, dtype=np.uint8))  # (256,) float32, NaN for
 
 _kernel = None  # the compiled one-token kernel, once compiled
 _decode = None  # the compiled row decoder
+_bf16 = None  # the compiled one-token bf16 product
 _lock = threading.Lock()
 _failed: str | None = None
 
 
+@functools.cache  # asked before every expert product: a file-system search each time cost ~3 % of a decode step
 def installed() -> bool:
-    """numba can be imported (without importing it)."""
+    """numba can be imported (without importing it); looked up once per process."""
     return importlib.util.find_spec("numba") is not None
 
 
@@ -81,7 +99,7 @@ def kernel(tokens: int = 1):
     """The worker (fast/mxfp4.py's signature) for a product with `tokens` rows of x when the compiled kernels
     are enabled, else None. The first call compiles them (numba caches the machine code on disk for the next
     process); if that fails, the NumPy paths are used from then on and `kernel_name` says why."""
-    global _kernel, _decode, _failed
+    global _kernel, _decode, _bf16, _failed
     if not enabled():
         return None
     with _lock:
@@ -90,17 +108,26 @@ def kernel(tokens: int = 1):
                 import numba
                 compile = numba.njit(nogil=True, cache=True, fastmath=False)
                 one_token, decode = compile(_one_token_python), compile(_decode_rows_python)
+                bf16 = numba.njit(nogil=True, cache=True, fastmath={"reassoc"})(_bf16_rows_python)
                 blocks, scales = np.zeros((1, 1, 16), np.uint8), np.full((1, 1), 127, np.uint8)
                 one_token(np.ones((1, 32), np.float32), blocks, scales, PAIRS, SCALES, np.empty((1, 1), np.float32),
                           0, 1)
                 decode(blocks, scales, PAIRS, SCALES, 0, 1, np.empty((1, 32), np.float32))
-                _kernel, _decode = one_token, decode
+                bf16(np.ones(2, np.float32), np.zeros((1, 2), np.uint16), np.empty(1, np.float32), 0, 1,
+                     np.empty(2, np.uint32))
+                _kernel, _decode, _bf16 = one_token, decode, bf16
             except Exception as problem:  # a numba that cannot compile here: the NumPy path gives the numbers
                 _failed = f"{type(problem).__name__}: {(str(problem).splitlines() or [''])[0]}"[:120]
                 return None
     if _kernel is None:
         return None
     return one_token_rows if tokens == 1 else many_tokens_rows
+
+
+def bf16_product():
+    """The one-token bf16 product when the compiled kernels are enabled, else None:
+    product(x (in,) float32, bits (rows, in) uint16, out (rows,) float32, start, stop, row (in,) uint32)."""
+    return _bf16 if kernel(1) is not None else None
 
 
 def one_token_rows(x, blocks, scales, out, start, stop, buffer) -> None:
@@ -130,6 +157,19 @@ def _decode_rows_python(blocks, scales, pairs, scale_table, start, stop, out):
                 b = blocks[o, g, j]
                 out[o - start, 32 * g + 2 * j] = pairs[b, 0] * scale
                 out[o - start, 32 * g + 2 * j + 1] = pairs[b, 1] * scale
+
+
+def _bf16_rows_python(x, bits, out, start, stop, row):
+    """The bf16 kernel's source: out[o] = sum_i x[i] w[o, i] for o in start..stop, each row of bf16 bits widened
+    into `row` (uint32, viewed as float32) first."""
+    widened = row.view(np.float32)
+    for o in range(start, stop):
+        for i in range(bits.shape[1]):
+            row[i] = np.uint32(bits[o, i]) << 16
+        total = np.float32(0.0)
+        for i in range(bits.shape[1]):
+            total += widened[i] * x[i]
+        out[o] = total
 
 
 def _one_token_python(x, blocks, scales, pairs, scale_table, out, start, stop):

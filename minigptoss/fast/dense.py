@@ -15,6 +15,10 @@ on the matrix's shape only, never on the number of threads, so the bits do not d
 a BLAS may round a chunk's product unlike the whole one, so the result is held to within 1e-6 of
 sum_i |x_i w_i| of `x @ W.T` by tests (tests/test_fast_dense.py), never to the bits. Matrices below
 PARALLEL_MIN_WEIGHTS (the tiny models) take `x @ W.T` itself.
+
+With the optional compiled kernels (fast/compiled.py), one row of x against a matrix of bf16 bits
+(`bf16_bits=True`) is read in place instead, the rows split between the same two threads: no widened chunk at
+all, half the bytes of a float32 copy.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import threading
 
 import numpy as np
 
+from . import compiled
 from . import mxfp4 as fastmxfp4
 
 CHUNK_BYTES = 4 * 2**20  # float32 bytes of W per chunk (a widened chunk lives in one reused per-thread buffer)
@@ -36,16 +41,22 @@ def chunk_rows(cols: int, chunk_bytes: int = CHUNK_BYTES) -> int:
     return max(1, chunk_bytes // (4 * cols))
 
 
-def matmul_t(x: np.ndarray, weight: np.ndarray, widen=None, chunk_bytes: int = CHUNK_BYTES) -> np.ndarray:
+def matmul_t(x: np.ndarray, weight: np.ndarray, widen=None, chunk_bytes: int = CHUNK_BYTES,
+             bf16_bits: bool = False) -> np.ndarray:
     """x W^T in float32:  x (..., cols), weight (rows, cols) -> (..., rows).
 
     widen(stored_rows, out) -> out: fills `out` (n, cols) float32 from n stored rows (None: weight is float32).
+    bf16_bits: weight holds bf16 bit patterns (uint16) and widen widens them (the compiled kernel may read them).
     """
     rows, cols = weight.shape
     if widen is None and rows * cols < PARALLEL_MIN_WEIGHTS:
         return (x @ weight.T).astype(np.float32, copy=False)
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.empty((*x.shape[:-1], rows), dtype=np.float32)
+    product = compiled.bf16_product() if bf16_bits and x.size == cols else None
+    if product is not None:  # one token, bf16 bits: read in place (fast/compiled.py)
+        _in_place(product, x.reshape(cols), weight, out.reshape(rows))
+        return out
     step = chunk_rows(cols, chunk_bytes)
     chunks = [(start, min(start + step, rows)) for start in range(0, rows, step)]
     workers = fastmxfp4.WORKERS if rows * cols >= PARALLEL_MIN_WEIGHTS else 1
@@ -59,6 +70,22 @@ def matmul_t(x: np.ndarray, weight: np.ndarray, widen=None, chunk_bytes: int = C
             for job in jobs:
                 job.result()
     return out
+
+
+def _in_place(product, x, bits, out) -> None:
+    """out = W x for bf16 bits W (rows, cols), the rows split in halves between the pool's threads."""
+    rows = len(bits)
+    spans = [(rows * i // fastmxfp4.WORKERS, rows * (i + 1) // fastmxfp4.WORKERS) for i in range(fastmxfp4.WORKERS)]
+    jobs = [fastmxfp4._pool().submit(_in_place_rows, product, x, bits, out, start, stop) for start, stop in spans]
+    for job in jobs:
+        job.result()
+
+
+def _in_place_rows(product, x, bits, out, start, stop) -> None:
+    row = getattr(_local, "bits_row", None)
+    if row is None or row.shape != (bits.shape[1],):
+        row = _local.bits_row = np.empty(bits.shape[1], dtype=np.uint32)
+    product(x, np.asarray(bits), out, start, stop, row)
 
 
 def _rows(x, weight, widen, out, chunks, step) -> None:

@@ -6,6 +6,8 @@ fault at a time as the product walks it; told first, the kernel reads the routed
 requests, while the products run (measured on gpt-oss-20b after a pause, issue 25: a cold decode step 6.50 / 3.84
 s without, 2.95 / 2.60 s with). A hint only: it never changes a number, and where it is unavailable (not Linux,
 a failing call) nothing happens. `ENABLED` lets benchmarks/levers.py measure it against nothing.
+An expert advised less than RECENT_S seconds ago is not advised again: its pages were just read, and each call
+walks the expert's page tables (the 384 calls of a warm gpt-oss-20b decode step cost ~25 ms in a profile).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import ctypes
 import ctypes.util
 import functools
 import mmap
+import time
 
 import numpy as np
 
 MIN_BYTES = 1 << 20  # smaller tensors (the tiny models) are not worth a system call
 MADV_WILLNEED = getattr(mmap, "MADV_WILLNEED", None)
 ENABLED = True
+RECENT_S = 10.0  # well under the ~1 minute after which untouched pages were seen evicted here
+_advised: dict[tuple[int, int], float] = {}  # (address, bytes) -> when it was last advised (time.monotonic)
 
 
 def will_need(array: np.ndarray) -> None:
@@ -30,7 +35,10 @@ def will_need(array: np.ndarray) -> None:
     madvise = _madvise()
     if madvise is None or not array.flags.c_contiguous:
         return
-    start = array.ctypes.data
+    start, now = array.ctypes.data, time.monotonic()
+    if now - _advised.get((start, array.nbytes), -RECENT_S) < RECENT_S:
+        return
+    _advised[start, array.nbytes] = now
     first = start - start % mmap.PAGESIZE
     madvise(first, start + array.nbytes - first, MADV_WILLNEED)  # addr page-aligned, as madvise requires
 
