@@ -130,6 +130,31 @@ def test_the_app_walks_the_passes_with_brackets_and_n_and_shows_the_timeline(ses
     assert all(len(screen.split("\n")) == 24 for screen in screens)
 
 
+def test_enter_on_a_timeline_row_goes_to_that_pass_at_the_same_step(session, answer):
+    """T opens the timeline with its cursor on the pass on screen; up/down move it, Enter goes to that row's
+    pass (same step); Esc closes it and stays."""
+    every, shown, breaks = stepper.plan(parse(), session)
+    N = len(answer)
+    screens = asyncio.run(walk(session, shown, ["right_square_bracket", "T", "down", "down", "up", "enter",
+                                                "T", "escape", "T", "end", "enter"], start=5))
+    firsts = [screen.split("\n")[0] for screen in screens]
+    assert firsts[0].startswith(f"pass 2/{N} · step 6/48")
+    assert firsts[5].startswith(f"pass 3/{N} · step 6/48")  # down, down, up: one row on, then Enter
+    assert firsts[7].startswith(f"pass 3/{N} · step 6/48")  # Esc: no move
+    assert firsts[10].startswith(f"pass {N}/{N} · step 6/48")  # End: the last row, then Enter
+    assert "timeline: one row per token written" in screens[1]
+
+
+def test_timeline_marks_the_selected_row_only(session, answer):
+    """The cursor is a reverse-video style on one row; the rows are the passes that drew a token, in order."""
+    every, shown, breaks = stepper.plan(parse(), session)
+    asyncio.run(walk(session, shown, ["T"], start=5))  # the generation has run
+    assert session.timeline_pass_numbers() == list(range(1, len(answer) + 1))
+    styles = [row.style for row in session.timeline(selected=2).rows]
+    assert styles == [None, None, "reverse"] + [None] * (len(answer) - 3)
+    assert all(row.style is None for row in session.timeline().rows)
+
+
 def test_break_stops_in_every_pass_and_pass_starts_at_pass_k(session):
     every, shown, breaks = stepper.plan(parse("--break", "blocks.1.attn", "--pass", "3"), session)
     app_screens = asyncio.run(walk_from(session, shown, breaks, 3, ["c", "c"]))

@@ -51,7 +51,7 @@ KEYS = [("Enter, space, n", "next step"), ("b, p", "previous step (in forward or
         ("c", "continue to the next --break step (the last step without one)"),
         ("/ TEXT Enter", "next step whose name contains TEXT"), ("s", "show/hide the source"),
         ("t", "show/hide the tensors (inputs, outputs, weights)"), ("o", "show/hide the outline of all steps"),
-        ("] [", "the same step in the next / previous pass"), ("T", "the timeline: a row per token written"),
+        ("] [", "the same step in the next / previous pass"), ("T", "the timeline: a row per token written (↑↓ a row, Enter: go to its pass)"),
         ("x NAME Enter", "the answer again under an intervention, side by side (sinks off, ...)"),
         ("X", "drop the comparison"),
         ("?", "this help"), ("Esc", "close a prompt or this help"), ("q, Ctrl-C", "quit")]
@@ -97,19 +97,40 @@ class HelpScreen(ModalScreen):
 
 
 class TimelineScreen(ModalScreen):
-    """The timeline (views/passes.py), over the step; scrolls; any of Esc, T, q closes it."""
+    """The timeline (views/passes.py), over the step, with a row cursor: up/down move it, Enter goes to that
+    row's pass (at the same step); any of Esc, T, q closes it. Dismissed with the pass number, or None."""
 
-    BINDINGS = [Binding("escape,T,q", "app.pop_screen", "close")]
+    BINDINGS = [Binding("escape,T,q", "close", "close"), Binding("up,k", "move(-1)", show=False),
+                Binding("down,j", "move(1)", show=False), Binding("home", "move(-10000)", show=False),
+                Binding("end", "move(10000)", show=False), Binding("enter", "go", "go to that pass")]
     DEFAULT_CSS = "TimelineScreen { align: center middle; } #timeline { width: 100%; height: auto; " \
                   "max-height: 100%; border: round $accent; background: $surface; padding: 0 1; }"
 
-    def __init__(self, renderable):
+    def __init__(self, session, current_pass: int):
+        """session: the generation's step.Session; current_pass: the pass on screen (1-based), where the cursor
+        starts (or the last row, if that pass drew no token yet)."""
         super().__init__()
-        self.renderable = renderable
+        self.session, self.numbers = session, session.timeline_pass_numbers()
+        self.row = self.numbers.index(current_pass) if current_pass in self.numbers else len(self.numbers) - 1
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="timeline"):
-            yield Static(self.renderable)
+            yield Static(self.session.timeline(self.row if self.numbers else None), id="timeline-table")
+            yield Static(Text("↑↓ a row · Enter: go to its pass · Esc: close", style="dim"))
+
+    def action_move(self, rows: int) -> None:
+        if not self.numbers:
+            return
+        self.row = max(0, min(len(self.numbers) - 1, self.row + rows))
+        self.query_one("#timeline-table", Static).update(self.session.timeline(self.row))
+        scroll = self.query_one(VerticalScroll)
+        scroll.scroll_to(y=max(0, self.row + 2 - scroll.size.height // 2), animate=False)  # 2: title, header
+
+    def action_go(self) -> None:
+        self.dismiss(self.numbers[self.row] if self.numbers else None)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
 
 
 class Body(VerticalScroll):
@@ -433,7 +454,13 @@ class DebuggerApp(InterventionKeys, App):
         self.moved()
 
     def action_timeline(self) -> None:
-        self.push_screen(TimelineScreen(self.sessions[0].timeline()))
+        self.push_screen(TimelineScreen(self.sessions[0], self.pass_index + 1), self.go_to_pass)
+
+    def go_to_pass(self, number: int | None) -> None:
+        """The timeline's Enter: pass `number` (1-based), at the same step."""
+        if number is not None and number - 1 != self.pass_index:
+            self.pass_index, self.nav.note = number - 1, f"pass {number}, from the timeline"
+        self.moved()
 
     def action_toggle(self, what: str) -> None:
         self.show[what] = not self.show[what]

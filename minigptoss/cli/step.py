@@ -36,7 +36,7 @@ from rich.text import Text
 import minigptoss
 from ..model import check_tokens
 from ..views.report import generation_html
-from ..views.passes import answers_text, pass_line, timeline
+from ..views.passes import answers_text, pass_line, timeline, timeline_passes
 from ..views.steps import render_step, step_body, step_title, where_text
 from .common import (DEFAULT_WEIGHTS, UsageError, add_model_arguments, chosen_prompt, closed_pipe_is_fine,
                      get_tokenizer, model_banner, model_defaults, noise_warning, positive_int, prompt_tokens)
@@ -73,10 +73,15 @@ class Session:
         return [replace(self, tokens=text[:one.end], cache=one.cache, start=one.start, this_pass=one)
                 for one in self.run.passes]
 
-    def timeline(self):
-        """The timeline of this session's generation (views/passes.py): a row per token written."""
+    def timeline(self, selected: int | None = None):
+        """The timeline of this session's generation (views/passes.py): a row per token written (row `selected`
+        highlighted)."""
         return timeline([one.this_pass for one in self.passes()], self.config, self.tokenizer,
-                        [*self.run.prompt, *self.run.written])
+                        [*self.run.prompt, *self.run.written], selected)
+
+    def timeline_pass_numbers(self) -> list[int]:
+        """The pass number (1-based) of each timeline row."""
+        return [one.number for one in timeline_passes([one.this_pass for one in self.passes()])]
 
     def answers(self, others=()) -> Text:
         """The whole text (the prompt, then what was written, stop token by name); with the `others`

@@ -199,19 +199,23 @@ def short_p(p: float) -> str:
     return f"{p:.2f}" if p >= 0.01 else f"{p:.0e}".replace("e-0", "e-")
 
 
-def timeline(passes, config, tokenizer, text_tokens) -> Table:
+def timeline_passes(passes) -> list:
+    """The passes the timeline has a row for, in order: those that drew a token (and recorded their logits)."""
+    return [one for one in passes if one.drawn is not None and "logits" in one.cache]
+
+
+def timeline(passes, config, tokenizer, text_tokens, selected: int | None = None) -> Table:
     """One row per token written (a pass that drew one): pass, position, token, p and the runner-up's, the
     first-choice expert per layer, the sink mass per layer (mean over heads, at the pass's last query), and for
-    each full layer the position (and token) its strongest head attended to most."""
+    each full layer the position (and token) its strongest head attended to most. selected: a row shown in
+    reverse video (the debugger's cursor), counted in timeline_passes."""
     layers = config.num_hidden_layers
     full = [n for n in range(layers) if config.window(n) == 0]
     table = Table(box=None, padding=(0, 1), collapse_padding=True, pad_edge=False, caption_justify="left",
                   title="timeline: one row per token written", title_justify="left")
     for column in ("pass", "pos", "token", "p", "runner-up", "experts", "sink %", *(f"L{n} read" for n in full)):
         table.add_column(column, justify="right" if column in ("pass", "pos", "p") else "left", no_wrap=True)
-    for one in passes:
-        if one.drawn is None or "logits" not in one.cache:
-            continue
+    for row, one in enumerate(timeline_passes(passes)):
         facts = pass_facts(one, config)
         sinks = " ".join(str(min(99, round(100 * s))) for s in facts["sinks"]) if layers <= 6 else \
             "".join("▁▂▃▄▅▆▇█"[min(7, int(s * 8))] for s in facts["sinks"])
@@ -225,7 +229,8 @@ def timeline(passes, config, tokenizer, text_tokens) -> Table:
             reads.append(f"{position} {cut(token_text(tokenizer, text_tokens[position]))}")
         table.add_row(str(one.number), str(one.end), cut(token_text(tokenizer, facts["drawn"])),
                       f"{facts['p']:.2f}", f"{cut(token_text(tokenizer, facts['runner']))} {short_p(facts['runner_p'])}",
-                      " ".join(map(str, facts["experts"])), sinks, *reads)
+                      " ".join(map(str, facts["experts"])), sinks, *reads,
+                      style="reverse" if row == selected else None)
     table.caption = (f"experts: layers 0..{layers - 1}' first choices for the pass's last token; sink %: what their "
                      f"heads gave the sink (mean); Ln read: the position full layer n's strongest head weighted most")
     return table
