@@ -112,7 +112,8 @@ class Bench:
     again (the cache is rolled back after each measurement, so every step sees the same context length)."""
 
     def __init__(self, path, layers, cache_bytes, prompt_tokens, seed=0, in_place=False):
-        config, weights, info = open_checkpoint(path, cache_bytes, in_place=in_place)
+        in_place_min = fastdense.PARALLEL_MIN_WEIGHTS if in_place else None  # as minigptoss.load with numba
+        config, weights, info = open_checkpoint(path, cache_bytes, in_place_min)
         if layers:
             config = dataclasses.replace(config, num_hidden_layers=min(layers, config.num_hidden_layers))
         self.model = minigptoss.Model(config, weights, checkpoint=info)

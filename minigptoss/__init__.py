@@ -113,12 +113,12 @@ def load(path, cache_bytes: int | None = None):
     """
     from .arguments import path_like
     from .checkpoint import open_checkpoint
-    from .fast import compiled
+    from .fast import compiled, dense
     from .model import Model
     from .text.tokenizer import tokenizer_for
 
-    config, weights, info = open_checkpoint(resolve(path_like("load", "path", path)), cache_bytes,
-                                            in_place=compiled.enabled())  # numba: bf16 read in place, not kept
+    in_place = dense.PARALLEL_MIN_WEIGHTS if compiled.enabled() else None  # numba: large bf16 read in place
+    config, weights, info = open_checkpoint(resolve(path_like("load", "path", path)), cache_bytes, in_place)
     model = Model(config, weights, checkpoint=info)
     model.make_tokenizer = lambda: tokenizer_for(config.vocab_size)  # model.tokenizer, made on first use
     return model

@@ -153,15 +153,24 @@ def test_dense_product_reads_bf16_in_place_for_one_token_only(monkeypatch):
         y = dense.matmul_t(x, bits, widen=bf16_bits_to_f32, bf16_bits=True)
         assert sorted(calls) == ([(0, 500), (500, 1001)] if tokens == 1 else [])
         assert (np.abs(y - x @ weights.T) <= 1e-6 * (np.abs(x) @ np.abs(weights).T)).all()
+    calls.clear()
+    small_bits, small = random_bf16(rng, 30, 64)  # below PARALLEL_MIN_WEIGHTS: widened, not the kernel
+    x = rng.standard_normal((1, 64)).astype(np.float32)
+    y = dense.matmul_t(x, small_bits, widen=bf16_bits_to_f32, bf16_bits=True)
+    assert calls == [] and (np.abs(y - x @ small.T) <= 1e-6 * (np.abs(x) @ np.abs(small).T)).all()
 
 
 @needs_numba
-def test_load_keeps_no_float32_copy_of_what_the_kernel_reads_in_place(monkeypatch):
+def test_load_keeps_no_float32_copy_of_the_large_matrices_the_kernel_reads_in_place(monkeypatch):
+    """With numba, product-only matrices of at least PARALLEL_MIN_WEIGHTS are read in place, not kept; the tiny
+    model's are smaller, so they stay kept (their `x @ W.T` is cheaper than a trip through the thread pool)."""
     import minigptoss
+    from minigptoss.fast import dense
+    products = ("attn.qkv.weight", "attn.out.weight", "unembedding.weight")
     monkeypatch.delenv(environment.NUMBA, raising=False)
-    model = minigptoss.load(minigptoss.TINY_WEIGHTS)
-    assert not any(name.endswith(("attn.qkv.weight", "attn.out.weight", "unembedding.weight"))
-                   for name in model.weights.keep)
-    assert model.weights.keep_rows == {}
+    assert "unembedding.weight" in minigptoss.load(minigptoss.TINY_WEIGHTS).weights.keep
+    monkeypatch.setattr(dense, "PARALLEL_MIN_WEIGHTS", 1)  # every matrix counts as large
+    weights = minigptoss.load(minigptoss.TINY_WEIGHTS).weights
+    assert not any(name.endswith(products) for name in weights.keep) and weights.keep_rows == {}
     monkeypatch.setenv(environment.NUMBA, "0")
     assert "unembedding.weight" in minigptoss.load(minigptoss.TINY_WEIGHTS).weights.keep

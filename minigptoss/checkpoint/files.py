@@ -27,8 +27,8 @@ Load policy (the mapping it returns is a `weights.LazyWeights`):
   - What is left of the budget keeps the leading rows of the first matrix that did not fit (the unembedding:
     on a 16 GiB machine, a 4 GiB budget keeps the attention and 75 % of its rows); tensors beyond the budget,
     and such a matrix's other rows, are widened each time they are used (the unembedding in row chunks).
-  - With the optional compiled kernels (`minigptoss.load` passes in_place=True) the attention projections and
-    the unembedding are not kept at all: a decode step reads their bf16 bits in place, faster than a float32
+  - With the optional compiled kernels (`minigptoss.load` passes in_place_min_weights) the attention
+    projections and the unembedding of a real-sized model are not kept at all: a decode step reads their bf16 bits in place, faster than a float32
     copy, and a prompt's pass widens them a chunk at a time.
 For gpt-oss-20b that keeps 4.9 GB of float32 and maps 10.2 GB of experts: under 16 GiB resident (with the
 compiled kernels, ~0.03 GB kept).
@@ -363,9 +363,10 @@ def default_cache_budget() -> int:
 
 
 def open_checkpoint(path, cache_bytes: int | None = None,
-                    in_place: bool = False) -> tuple[Config, LazyWeights, CheckpointInfo]:
+                    in_place_min_weights: int | None = None) -> tuple[Config, LazyWeights, CheckpointInfo]:
     """Find, validate and map a checkpoint: -> (config, lazily widened weights, what was found). Reads headers only.
-    in_place: one-token products read bf16 matrices in place (the compiled kernel is on; see lazy.cache_plan)."""
+    in_place_min_weights: one-token products read bf16 matrices this large in place (the compiled kernel is on;
+    see lazy.cache_plan), so they are not kept."""
     environment.check()  # MINIGPTOSS_THREADS and _CACHE_GIB: refused here, with their names, if unusable
     layout, folder, how = find_checkpoint(path)
     if layout == "original":
@@ -376,7 +377,7 @@ def open_checkpoint(path, cache_bytes: int | None = None,
         raise CheckpointError(f"cache_bytes must be a number of bytes >= 0 (or None for the default), "
                               f"got {cache_bytes!r}")
     budget = default_cache_budget() if cache_bytes is None else int(cache_bytes)
-    keep, keep_rows = cache_plan(stored, budget, in_place)
+    keep, keep_rows = cache_plan(stored, budget, in_place_min_weights)
     weights = LazyWeights(stored, keep, keep_rows=keep_rows)
     weights.check_files = functools.partial(_check_unchanged, tuple(files))
     experts = sum(s.nbytes for name, s in stored.items() if ".mlp.mlp" in name and not name.endswith("_bias"))

@@ -80,33 +80,38 @@ PRODUCT_ONLY = ("attn.qkv.weight", "attn.out.weight", "unembedding.weight")  # u
 
 
 def cache_plan(stored: Mapping[str, Stored], budget_bytes: int,
-               in_place: bool = False) -> tuple[list[str], dict[str, int]]:
+               in_place_min_weights: int | None = None) -> tuple[list[str], dict[str, int]]:
     """The float32 copies to keep within `budget_bytes`: (the tensors kept whole, {name: leading rows kept}).
 
     In forward order, each tensor that still fits is kept whole. What is left of the budget then keeps the
-    leading rows of the first matrix that did not fit, if the pass only ever multiplies it (`matmul_t`, which
-    widens the other rows a chunk at a time on each use). On a 16 GiB machine (a 4 GiB budget) gpt-oss-20b keeps
-    its attention whole and three quarters of the unembedding's rows, instead of widening all of them each token.
-    in_place: a compiled kernel multiplies one token by bf16 bits in place, faster than by a float32 copy
-    (fast/compiled.py): the matrices that can be kept in rows are then not kept at all.
+    leading rows of the first product-only matrix that did not fit (`matmul_t` widens its other rows a chunk at
+    a time on each use). On a 16 GiB machine (a 4 GiB budget) gpt-oss-20b keeps its attention whole and three
+    quarters of the unembedding's rows, instead of widening all of them each token.
+    in_place_min_weights: product-only matrices of at least this many weights are not kept at all, because a
+    compiled kernel multiplies one token by their bf16 bits in place, faster than by a float32 copy
+    (fast/compiled.py; None: no such kernel).
     """
+    def read_in_place(name: str, tensor: Stored) -> bool:
+        return in_place_min_weights is not None and product_only(name, tensor) and tensor.size >= in_place_min_weights
+
+    candidates = {name: tensor for name, tensor in stored.items()
+                  if widens(name, tensor) and not read_in_place(name, tensor)}
     keep, used = [], 0
-    for name, tensor in stored.items():
-        cost = 4 * tensor.size
-        if in_place and kept_in_rows(name, tensor):
-            continue
-        if widens(name, tensor) and used + cost <= budget_bytes:
+    for name, tensor in candidates.items():
+        if used + 4 * tensor.size <= budget_bytes:
             keep.append(name)
-            used += cost
-    for name, tensor in stored.items():
-        if not in_place and name not in keep and widens(name, tensor) and kept_in_rows(name, tensor):
-            rows = min(len(tensor.parts[0]) - 1, (budget_bytes - used) // (4 * tensor.parts[0][:1].size))
-            return keep, ({name: rows} if rows > 0 else {})
+            used += 4 * tensor.size
+    for name, tensor in candidates.items():
+        if name not in keep and product_only(name, tensor):
+            rows, cols = tensor.shape
+            kept = min(rows - 1, (budget_bytes - used) // (4 * cols))
+            return keep, ({name: kept} if kept > 0 else {})
     return keep, {}
 
 
-def kept_in_rows(name: str, stored: Stored) -> bool:
-    """Whether a tensor can be kept in part: a 2-D matrix in one bf16 part that the pass only multiplies."""
+def product_only(name: str, stored: Stored) -> bool:
+    """A 2-D matrix in one bf16 part that the pass only multiplies (`matmul_t`, a chunk of rows at a time): it
+    can be kept in part, or read in place."""
     return (name.endswith(PRODUCT_ONLY) and stored.dtype == "BF16" and len(stored.parts) == 1
             and not stored.transposed and len(stored.shape) == 2)
 

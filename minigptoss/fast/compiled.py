@@ -33,7 +33,8 @@ by fast/dense.py):
   exact values), which lets it sum in vector lanes: the order is fixed by the machine code, so a process gives
   the same bits every time, and the result is held to the same 1e-6 of sum_i |x_i w_i| as everything here.
   Reading the 2-byte bits in place beats a kept float32 copy (4 bytes) at memory bandwidth: with the kernel
-  on, `minigptoss.load` keeps no float32 copies of these matrices (checkpoint/lazy.py's cache_plan, in_place).
+  on, `minigptoss.load` keeps no float32 copies of these matrices when they are large (checkpoint/lazy.py's
+  cache_plan, in_place_min_weights; the tiny models' stay kept and take `x @ W.T`).
   Measured on the 201,088 x 2880 unembedding, one thread, a loaded machine: 101 ms against 118-130 ms for
   the kept float32 product on two threads; a whole gpt-oss-20b decode step (benchmarks/levers.py 5b, 3
   alternating rounds, idle machine): 0.832 s read in place against 0.944 s through kept float32 copies.

@@ -16,8 +16,9 @@ a BLAS may round a chunk's product unlike the whole one, so the result is held t
 sum_i |x_i w_i| of `x @ W.T` by tests (tests/test_fast_dense.py), never to the bits. Matrices below
 PARALLEL_MIN_WEIGHTS (the tiny models) take `x @ W.T` itself.
 
-With the optional compiled kernels (fast/compiled.py), one row of x against a matrix of bf16 bits
-(`bf16_bits=True`) is read in place instead, the rows split between the same two threads: no widened chunk at
+With the optional compiled kernels (fast/compiled.py), one row of x against a large matrix of bf16 bits
+(`bf16_bits=True`, at least PARALLEL_MIN_WEIGHTS: `minigptoss.load` keeps no float32 copy of those) is read in
+place instead, the rows split between the same two threads: no widened chunk at
 all, half the bytes of a float32 copy.
 """
 
@@ -53,8 +54,9 @@ def matmul_t(x: np.ndarray, weight: np.ndarray, widen=None, chunk_bytes: int = C
         return (x @ weight.T).astype(np.float32, copy=False)
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.empty((*x.shape[:-1], rows), dtype=np.float32)
-    product = compiled.bf16_product() if bf16_bits and x.size == cols else None
-    if product is not None:  # one token, bf16 bits: read in place (fast/compiled.py)
+    product = compiled.bf16_product() if bf16_bits and x.size == cols and rows * cols >= PARALLEL_MIN_WEIGHTS \
+        else None
+    if product is not None:  # one token, a large matrix of bf16 bits: read in place (fast/compiled.py)
         _in_place(product, x.reshape(cols), weight, out.reshape(rows))
         return out
     step = chunk_rows(cols, chunk_bytes)
