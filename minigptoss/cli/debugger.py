@@ -51,7 +51,8 @@ KEYS = [("Enter, space, n", "next step"), ("b, p", "previous step (in forward or
         ("c", "continue to the next --break step (the last step without one)"),
         ("/ TEXT Enter", "next step whose name contains TEXT"), ("s", "show/hide the source"),
         ("t", "show/hide the tensors (inputs, outputs, weights)"), ("o", "show/hide the outline of all steps"),
-        ("] [", "the same step in the next / previous pass"), ("T", "the timeline: a row per token written (↑↓ a row, Enter: go to its pass)"),
+        ("] [", "the same step in the next / previous pass"),
+        ("T", "the timeline: a row per token written (↑↓ a row, Enter: go to its pass)"),
         ("x NAME Enter", "the answer again under an intervention, side by side (sinks off, ...)"),
         ("X", "drop the comparison"),
         ("?", "this help"), ("Esc", "close a prompt or this help"), ("q, Ctrl-C", "quit")]

@@ -65,25 +65,19 @@ def matmul_t(x: np.ndarray, weight: np.ndarray, widen=None, chunk_bytes: int = C
     parts = [chunks[len(chunks) * i // workers:len(chunks) * (i + 1) // workers] for i in range(workers)]
     parts = [part for part in parts if part]
     with fastmxfp4.one_blas_thread():
-        if len(parts) == 1:
-            _rows(x, weight, widen, out, parts[0], step)
-        else:
-            jobs = [fastmxfp4._pool().submit(_rows, x, weight, widen, out, part, step) for part in parts]
-            for job in jobs:
-                job.result()
+        fastmxfp4.run_split([(_rows, x, weight, widen, out, part, step) for part in parts])
     return out
 
 
 def _in_place(product, x, bits, out) -> None:
     """out = W x for bf16 bits W (rows, cols), the rows split in halves between the pool's threads."""
-    rows = len(bits)
-    spans = [(rows * i // fastmxfp4.WORKERS, rows * (i + 1) // fastmxfp4.WORKERS) for i in range(fastmxfp4.WORKERS)]
-    jobs = [fastmxfp4._pool().submit(_in_place_rows, product, x, bits, out, start, stop) for start, stop in spans]
-    for job in jobs:
-        job.result()
+    rows, workers = len(bits), fastmxfp4.WORKERS
+    fastmxfp4.run_split([(_in_place_rows, product, x, bits, out, rows * i // workers, rows * (i + 1) // workers)
+                         for i in range(workers)])
 
 
 def _in_place_rows(product, x, bits, out, start, stop) -> None:
+    """out[start:stop] = W[start:stop] x, with this thread's reused row buffer."""
     row = getattr(_local, "bits_row", None)
     if row is None or row.shape != (bits.shape[1],):
         row = _local.bits_row = np.empty(bits.shape[1], dtype=np.uint32)

@@ -145,12 +145,7 @@ def linear(x: np.ndarray, blocks: np.ndarray, scales: np.ndarray, bias: np.ndarr
     parallel = WORKERS > 1 and rows * groups * BLOCK_SIZE >= PARALLEL_MIN_WEIGHTS
     spans = _split(rows, WORKERS if parallel else 1)
     with one_blas_thread():
-        if len(spans) == 1:
-            work(x_in, blocks, scales, out, 0, rows, _buffer(groups))
-        else:
-            jobs = [_pool().submit(_run, work, x_in, blocks, scales, out, start, stop) for start, stop in spans]
-            for job in jobs:
-                job.result()
+        run_split([(_run, work, x_in, blocks, scales, out, start, stop) for start, stop in spans])
     if bias is not None:
         out += bias
     return out
@@ -176,6 +171,17 @@ def _buffer(groups: int) -> np.ndarray:
     if buffer is None or buffer.shape != (CHUNK_ROWS, groups * BLOCK_SIZE):
         buffer = _local.buffer = np.empty((CHUNK_ROWS, groups * BLOCK_SIZE), dtype=np.float32)
     return buffer
+
+
+def run_split(calls: list[tuple]) -> None:
+    """Run each call (function, *arguments) on its own pool thread and wait for all; a lone call runs on the
+    caller's thread. The calls write disjoint parts of one output."""
+    if len(calls) == 1:
+        function, *arguments = calls[0]
+        function(*arguments)
+        return
+    for job in [_pool().submit(*call) for call in calls]:
+        job.result()
 
 
 def _run(work, x_in, blocks, scales, out, start, stop) -> None:
